@@ -6,7 +6,7 @@
 #   make check-format    clang-format --dry-run on every C file
 
 MODE    ?= release
-BUILD   := build/$(MODE)
+BUILD   ?= build/$(MODE)
 PREFIX  ?= /usr/local
 DESTDIR ?=
 CC      ?= cc
