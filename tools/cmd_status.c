@@ -1,0 +1,347 @@
+/*
+ * cmd_status.c - `shardctl status [--json]`: the epoch, the ranges with
+ * owners and states, each shard (reachable or not, ranges and share of the
+ * hash space, row count per sharded table on its primary, replication lag
+ * in bytes from the primary's pg_stat_replication) and the registered
+ * routers with their acknowledged epochs. Unreachable shards and missing
+ * tables are reported, never fatal. Single-threaded.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "shardmap/catalog.h"
+
+static const char status_help[] =
+    "usage: shardctl status [--json]\n\n"
+    "Show the map (epoch, ranges, owners, states), every shard with its row\n"
+    "counts per sharded table and its replicas' lag in bytes, and the routers\n"
+    "with the epoch each has acknowledged. Shards are contacted with a 3 s\n"
+    "connect timeout; unreachable ones are marked, not fatal.\n";
+
+#define ROWS_MISSING (-1LL) /* table absent on that shard */
+#define ROWS_ERROR (-2LL)   /* count failed */
+
+struct shard_status {
+	int reachable;
+	char error[SR_ERRMSG_LEN];
+	long long *rows; /* per table, or ROWS_* */
+	PGresult *repl;	 /* application_name, client_addr, state, lag_bytes; may be NULL */
+	size_t n_ranges;
+	double share; /* fraction of the hash space */
+};
+
+static long long count_rows(PGconn *c, const struct sm_table *t)
+{
+	const char *v[] = {t->schema, t->name};
+	PGresult *res = PQexecParams(c,
+				     "SELECT 1 FROM pg_catalog.pg_tables"
+				     " WHERE schemaname = $1 AND tablename = $2",
+				     2, NULL, v, NULL, NULL, 0);
+	int exists = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+	int failed = PQresultStatus(res) != PGRES_TUPLES_OK;
+	PQclear(res);
+	if (!exists)
+		return failed ? ROWS_ERROR : ROWS_MISSING;
+	char *sch = PQescapeIdentifier(c, t->schema, strlen(t->schema));
+	char *tab = PQescapeIdentifier(c, t->name, strlen(t->name));
+	char sql[600];
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s.%s", sch ? sch : "", tab ? tab : "");
+	PQfreemem(sch);
+	PQfreemem(tab);
+	res = PQexec(c, sql);
+	long long n = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1
+			  ? strtoll(PQgetvalue(res, 0, 0), NULL, 10)
+			  : ROWS_ERROR;
+	PQclear(res);
+	return n;
+}
+
+static void shard_probe(const struct sm_map *m, const struct sm_shard *s, struct shard_status *st)
+{
+	struct sr_errmsg em = {{0}};
+	PGconn *c = ctl_connect(s->primary, 3, &em);
+	if (!c) {
+		snprintf(st->error, sizeof(st->error), "%s", em.text);
+		return;
+	}
+	st->reachable = 1;
+	for (size_t t = 0; t < m->n_tables; t++)
+		st->rows[t] = count_rows(c, &m->tables[t]);
+	st->repl = PQexec(c, "SELECT application_name, coalesce(client_addr::text, 'local'),"
+			     " state, CASE WHEN pg_is_in_recovery() THEN NULL ELSE"
+			     " pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint END"
+			     " FROM pg_stat_replication ORDER BY application_name, client_port");
+	if (PQresultStatus(st->repl) != PGRES_TUPLES_OK) {
+		PQclear(st->repl);
+		st->repl = NULL;
+	}
+	PQfinish(c);
+}
+
+static struct shard_status *status_collect(const struct sm_map *m)
+{
+	struct shard_status *st = calloc(m->n_shards + 1, sizeof(*st));
+	if (!st)
+		return NULL;
+	for (size_t i = 0; i < m->n_shards; i++) {
+		st[i].rows = calloc(m->n_tables + 1, sizeof(long long));
+		if (!st[i].rows)
+			continue; /* treated as unreachable */
+		shard_probe(m, &m->shards[i], &st[i]);
+		for (size_t r = 0; r < m->n_ranges; r++) {
+			if (m->ranges[r].shard_id != m->shards[i].id)
+				continue;
+			st[i].n_ranges++;
+			st[i].share += ((double)(m->ranges[r].hi - m->ranges[r].lo) + 1.0) /
+				       18446744073709551616.0;
+		}
+	}
+	return st;
+}
+
+static void status_free(const struct sm_map *m, struct shard_status *st)
+{
+	for (size_t i = 0; st && i < m->n_shards; i++) {
+		free(st[i].rows);
+		PQclear(st[i].repl);
+	}
+	free(st);
+}
+
+/* ---- JSON ------------------------------------------------------------- */
+
+static void json_ranges(struct ctl_json *j, const struct sm_map *m)
+{
+	char lo[17], hi[17];
+	json_arr(j, "ranges");
+	for (size_t i = 0; i < m->n_ranges; i++) {
+		const struct sm_range *r = &m->ranges[i];
+		snprintf(lo, sizeof(lo), "%016" PRIx64, r->lo);
+		snprintf(hi, sizeof(hi), "%016" PRIx64, r->hi);
+		json_obj(j, NULL);
+		json_str(j, "lo", lo);
+		json_str(j, "hi", hi);
+		json_int(j, "shard", r->shard_id);
+		json_str(j, "state", sm_range_state_name(r->state));
+		json_obj_end(j);
+	}
+	json_arr_end(j);
+}
+
+static void json_shard_detail(struct ctl_json *j, const struct sm_map *m,
+			      const struct shard_status *st)
+{
+	char qn[300];
+	json_obj(j, "rows");
+	for (size_t t = 0; t < m->n_tables && st->reachable; t++) {
+		snprintf(qn, sizeof(qn), "%s.%s", m->tables[t].schema, m->tables[t].name);
+		if (st->rows[t] >= 0)
+			json_int(j, qn, st->rows[t]);
+		else
+			json_null(j, qn);
+	}
+	json_obj_end(j);
+	json_arr(j, "replication");
+	for (int r = 0; st->repl && r < PQntuples(st->repl); r++) {
+		json_obj(j, NULL);
+		json_str(j, "application_name", PQgetvalue(st->repl, r, 0));
+		json_str(j, "client_addr", PQgetvalue(st->repl, r, 1));
+		json_str(j, "state", PQgetvalue(st->repl, r, 2));
+		if (PQgetisnull(st->repl, r, 3))
+			json_null(j, "lag_bytes");
+		else
+			json_int(j, "lag_bytes", strtoll(PQgetvalue(st->repl, r, 3), NULL, 10));
+		json_obj_end(j);
+	}
+	json_arr_end(j);
+}
+
+static void json_shards(struct ctl_json *j, const struct sm_map *m, const struct shard_status *st)
+{
+	char disp[1024];
+	json_arr(j, "shards");
+	for (size_t i = 0; i < m->n_shards; i++) {
+		const struct sm_shard *s = &m->shards[i];
+		json_obj(j, NULL);
+		json_int(j, "id", s->id);
+		ctl_conninfo_display(s->primary, disp, sizeof(disp));
+		json_str(j, "primary", disp);
+		json_arr(j, "replicas");
+		for (size_t r = 0; r < s->n_replicas; r++) {
+			ctl_conninfo_display(s->replicas[r], disp, sizeof(disp));
+			json_str(j, NULL, disp);
+		}
+		json_arr_end(j);
+		json_int(j, "ranges", (long long)st[i].n_ranges);
+		json_double(j, "share", st[i].share);
+		json_bool(j, "reachable", st[i].reachable);
+		json_str(j, "error", st[i].reachable ? NULL : st[i].error);
+		json_shard_detail(j, m, &st[i]);
+		json_obj_end(j);
+	}
+	json_arr_end(j);
+}
+
+static PGresult *routers_query(PGconn *c)
+{
+	PGresult *res = PQexec(c, "SELECT router_id, coalesce(host, ''), coalesce(pid, 0),"
+				  " coalesce(version, ''), acked_epoch,"
+				  " to_char(heartbeat_at, 'YYYY-MM-DD\"T\"HH24:MI:SSOF'),"
+				  " round(extract(epoch FROM now() - heartbeat_at))::bigint"
+				  " FROM shardrouter.routers ORDER BY router_id");
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+		return res;
+	ctl_warn("cannot read shardrouter.routers: %s", PQerrorMessage(c));
+	PQclear(res);
+	return NULL;
+}
+
+static void json_routers(struct ctl_json *j, PGresult *rt)
+{
+	json_arr(j, "routers");
+	for (int i = 0; rt && i < PQntuples(rt); i++) {
+		json_obj(j, NULL);
+		json_str(j, "router_id", PQgetvalue(rt, i, 0));
+		json_str(j, "host", PQgetvalue(rt, i, 1));
+		json_int(j, "pid", strtoll(PQgetvalue(rt, i, 2), NULL, 10));
+		json_str(j, "version", PQgetvalue(rt, i, 3));
+		json_uint(j, "acked_epoch", strtoull(PQgetvalue(rt, i, 4), NULL, 10));
+		json_str(j, "heartbeat_at", PQgetvalue(rt, i, 5));
+		json_int(j, "heartbeat_age_s", strtoll(PQgetvalue(rt, i, 6), NULL, 10));
+		json_obj_end(j);
+	}
+	json_arr_end(j);
+}
+
+static void status_json(const struct sm_map *m, const struct shard_status *st, PGresult *rt)
+{
+	struct ctl_json j;
+	json_begin(&j);
+	json_uint(&j, "epoch", m->epoch);
+	json_ranges(&j, m);
+	json_shards(&j, m, st);
+	json_arr(&j, "tables");
+	for (size_t t = 0; t < m->n_tables; t++) {
+		json_obj(&j, NULL);
+		json_str(&j, "schema", m->tables[t].schema);
+		json_str(&j, "table", m->tables[t].name);
+		json_str(&j, "key_column", m->tables[t].key_column);
+		json_str(&j, "key_type", sm_key_type_name(m->tables[t].key_type));
+		json_obj_end(&j);
+	}
+	json_arr_end(&j);
+	json_routers(&j, rt);
+	json_end(&j);
+}
+
+/* ---- text ------------------------------------------------------------- */
+
+static void text_ranges(const struct sm_map *m)
+{
+	printf("epoch %" PRIu64 "\n\nranges (%zu):\n", m->epoch, m->n_ranges);
+	if (m->n_ranges == 0)
+		printf("  none; create the map with `shardctl map init --shards N`\n");
+	else
+		printf("  %-16s  %-16s  %-5s  %s\n", "lo", "hi", "shard", "state");
+	for (size_t i = 0; i < m->n_ranges; i++) {
+		const struct sm_range *r = &m->ranges[i];
+		printf("  %016" PRIx64 "  %016" PRIx64 "  %-5" PRId32 "  %s\n", r->lo, r->hi,
+		       r->shard_id, sm_range_state_name(r->state));
+	}
+}
+
+static void text_shard_detail(const struct sm_map *m, const struct shard_status *st)
+{
+	printf("    rows:");
+	for (size_t t = 0; t < m->n_tables; t++) {
+		printf(" %s.%s=", m->tables[t].schema, m->tables[t].name);
+		if (st->rows[t] >= 0)
+			printf("%lld", st->rows[t]);
+		else
+			printf("%s", st->rows[t] == ROWS_MISSING ? "(missing)" : "(error)");
+	}
+	printf("%s\n", m->n_tables ? "" : " (no sharded tables)");
+	for (int r = 0; st->repl && r < PQntuples(st->repl); r++)
+		printf("    replication: %s from %s %s lag_bytes=%s\n", PQgetvalue(st->repl, r, 0),
+		       PQgetvalue(st->repl, r, 1), PQgetvalue(st->repl, r, 2),
+		       PQgetisnull(st->repl, r, 3) ? "?" : PQgetvalue(st->repl, r, 3));
+}
+
+static void text_shards(const struct sm_map *m, const struct shard_status *st)
+{
+	char disp[1024];
+	printf("\nshards (%zu):\n", m->n_shards);
+	for (size_t i = 0; i < m->n_shards; i++) {
+		const struct sm_shard *s = &m->shards[i];
+		ctl_conninfo_display(s->primary, disp, sizeof(disp));
+		printf("  shard %" PRId32 ": %zu ranges, %.2f%% of the hash space, primary %s %s\n",
+		       s->id, st[i].n_ranges, st[i].share * 100.0, disp,
+		       st[i].reachable ? "[up]" : "[UNREACHABLE]");
+		for (size_t r = 0; r < s->n_replicas; r++) {
+			ctl_conninfo_display(s->replicas[r], disp, sizeof(disp));
+			printf("    replica %zu: %s\n", r, disp);
+		}
+		if (st[i].reachable)
+			text_shard_detail(m, &st[i]);
+		else
+			printf("    error: %s\n", st[i].error);
+	}
+}
+
+static void text_routers(const struct sm_map *m, PGresult *rt)
+{
+	int n = rt ? PQntuples(rt) : 0;
+	printf("\nrouters (%d):\n", n);
+	if (n == 0)
+		printf("  none registered\n");
+	for (int i = 0; i < n; i++) {
+		uint64_t acked = strtoull(PQgetvalue(rt, i, 4), NULL, 10);
+		printf("  %s host=%s pid=%s version=%s acked_epoch=%" PRIu64 "%s heartbeat %ss "
+		       "ago\n",
+		       PQgetvalue(rt, i, 0), PQgetvalue(rt, i, 1), PQgetvalue(rt, i, 2),
+		       PQgetvalue(rt, i, 3), acked, acked == m->epoch ? "" : " (behind)",
+		       PQgetvalue(rt, i, 6));
+	}
+}
+
+int cmd_status(struct ctl *ctl, int argc, char **argv)
+{
+	struct ctl_args a;
+	ctl_args_init(&a, argc, argv, "status");
+	while (ctl_args_next(&a))
+		if (!ctl_args_common(&a, ctl))
+			return ctl_args_unknown(&a);
+	if (a.err)
+		return CTL_EXIT_USAGE;
+	if (ctl->help) {
+		fputs(status_help, stdout);
+		return CTL_EXIT_OK;
+	}
+	int rc;
+	PGconn *c = ctl_connect_catalog(ctl, &rc);
+	if (!c)
+		return rc;
+	struct sm_map *m = NULL;
+	struct sr_errmsg em = {{0}};
+	int err = sm_catalog_load(c, &m, &em);
+	PGresult *rt = err ? NULL : routers_query(c);
+	PQfinish(c);
+	if (err)
+		return ctl_report(err, &em, NULL);
+	struct shard_status *st = status_collect(m);
+	if (!st)
+		rc = ctl_fail("out of memory");
+	else if (ctl->json)
+		status_json(m, st, rt);
+	else {
+		text_ranges(m);
+		text_shards(m, st);
+		text_routers(m, rt);
+	}
+	status_free(m, st);
+	PQclear(rt);
+	sm_map_free(m);
+	return st ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+}
