@@ -179,4 +179,17 @@ int kx_extract_parsed(const struct kx_env *env, const char *sql, size_t len,
 const char *kx_stmt_name(enum kx_stmt s);
 const char *kx_verdict_name(enum kx_verdict v);
 
+/* Shared by keyextract.c and keyparse.c (not for other callers). */
+
+/* Append a key to r (inline up to KX_INLINE_KEYS, then on the heap). */
+int kx_result_add_key(struct kx_result *r, const struct kx_keyref *k) SR_MUST_CHECK;
+
+/* Does a cast to the type named name (lower case, no modifiers) keep a key
+ * of type t the same value? bigint: int2/int4/int8/smallint/int/integer/
+ * bigint; text: text/varchar; uuid: uuid. */
+bool kx_cast_fits(enum sm_key_type t, const char *name, size_t n);
+
+/* Is name one of the session-level advisory lock functions? */
+bool kx_is_session_advisory_lock(const char *name, size_t n);
+
 #endif
