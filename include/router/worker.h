@@ -1,0 +1,94 @@
+/*
+ * worker.h - one event-loop thread: its event_base, its listening socket
+ * (a dup of one shared socket: the kernel wakes the workers and one
+ * accept wins; no lock of ours), its clients, its server pools, and a reaper
+ * that frees connections outside the callback chains that could see them.
+ *
+ * Everything in a struct worker is owned by its thread; other threads only
+ * touch the atomics in struct shared and call worker_wakeup-style libevent
+ * functions that are thread-safe (event_active on an event of this base).
+ */
+#ifndef SR_ROUTER_WORKER_H
+#define SR_ROUTER_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+struct event_base;
+struct event;
+struct evconnlistener;
+struct config;
+struct topo;
+struct client;
+struct server;
+struct pool;
+struct auth_userlist;
+
+/* Process-wide state the main thread swaps on reload; workers pick up a new
+ * generation at the start of a client session or transaction. */
+struct shared {
+	pthread_mutex_t mu;
+	struct config *cfg;          /* current config (one ref held here) */
+	struct users_ref *users;     /* current userlist (one ref held here) */
+	atomic_uint gen;             /* bumped on every swap */
+	atomic_bool shutting_down;   /* SIGTERM: stop accepting, drain */
+	atomic_int paused;           /* PAUSE: new transactions wait */
+};
+
+struct users_ref {
+	atomic_int refs;
+	struct auth_userlist *list;
+};
+
+void users_ref_unref(struct users_ref *u);
+
+extern struct shared g_shared;
+
+struct worker {
+	int id;
+	pthread_t thread;
+	struct event_base *base;
+	int listen_fd;
+	struct evconnlistener *listener;
+	struct event *reaper;
+	struct event *housekeeping; /* 1 s timer: timeouts, idle recycling */
+
+	unsigned gen;               /* of cfg/users below */
+	struct config *cfg;
+	struct users_ref *users;
+	unsigned topo_gen;
+	struct topo *topo;
+
+	struct client *clients;     /* all clients of this worker (list) */
+	struct client *reap_clients;
+	struct server *reap_servers;
+	uint32_t next_client_id;
+	int n_clients;
+
+	struct pool **pools;
+	int n_pools;
+	int cap_pools;
+};
+
+/* A non-blocking listening socket on addr:port ("*" = any), or -1 (errno). */
+int worker_listen_socket(const char *addr, int port);
+/* Start worker thread id accepting on (a dup of) listen_fd. */
+int worker_start(struct worker *w, int id, int listen_fd) SR_MUST_CHECK;
+void worker_stop(struct worker *w);   /* from another thread: breaks the loop */
+void worker_join(struct worker *w);
+
+/* Refresh cfg/users/topo if the shared generation changed. Worker thread. */
+void worker_refresh(struct worker *w);
+
+/* Queue a client or server for freeing after the current callbacks return. */
+void worker_reap_client(struct worker *w, struct client *c);
+void worker_reap_server(struct worker *w, struct server *s);
+
+/* Find or create the pool for (backend, user, database). */
+struct pool *worker_pool(struct worker *w, int backend, const char *user, const char *db);
+
+#endif
