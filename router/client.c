@@ -308,9 +308,6 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 	(void)bev;
 	struct client *c = arg;
 	c->last_active_ms = now_ms();
-	log_debug("client %u: readable state=%s blocked=%d server=%d input=%zu", c->id,
-		  client_state_name(c->state), c->blocked, c->server != NULL,
-		  evbuffer_get_length(bufferevent_get_input(c->bev)));
 	client_process(c);
 }
 

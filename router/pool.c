@@ -113,8 +113,6 @@ void pool_release(struct pool *p, struct server *s)
 		return;
 	}
 	struct client *c = dequeue(p);
-	log_debug("server %llu: released to %s:%s pool, next client %u",
-		  (unsigned long long)s->id, p->host, p->port, c ? c->id : 0);
 	if (c) {
 		s->state = SRV_ACTIVE;
 		client_server_ready(c, s);

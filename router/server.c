@@ -290,8 +290,6 @@ static void move_out(struct server *s, struct evbuffer *in, size_t n, bool drop)
 static void relay_idle(struct server *s)
 {
 	struct client *c = s->client;
-	log_debug("server %llu: drained txstatus=%c client=%u", (unsigned long long)s->id,
-		  s->txstatus, c ? c->id : 0);
 	if (c) {
 		client_server_idle(c, s->txstatus);
 		return;
