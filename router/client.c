@@ -78,20 +78,30 @@ void client_error(struct client *c, bool fatal, const char *sqlstate, const char
 		client_close(c, message);
 }
 
-/* Detach the server: back to the pool when clean, else closed. */
-static void detach_server(struct client *c)
+void client_detach_server(struct client *c)
 {
 	struct server *s = c->server;
 	if (!s)
 		return;
 	c->server = NULL;
 	s->client = NULL;
-	struct topo *t = c->w->topo;
-	if (t && s->pool->backend < t->n_backends)
-		atomic_fetch_sub(&t->backends[s->pool->backend].live->outstanding, 1);
+	if (s->live) {
+		atomic_fetch_sub(&s->live->outstanding, 1);
+		s->live = NULL;
+	}
 	bufferevent_enable(s->bev, EV_READ);
 	if (s->state != SRV_ACTIVE)
 		return;
+	const char *reset = c->w->cfg->server_reset_query;
+	if (c->w->cfg->pool_mode == CONFIG_POOL_SESSION && reset && *reset &&
+	    server_queue_empty(s) && s->txstatus == 'I') {
+		/* Session pooling: wipe the session before anyone else gets it;
+		 * the server goes back to the pool when the reset completes. */
+		if (pw_write_query(server_output(s), reset) || server_push_req(s, REQ_QUERY, true))
+			s->broken = true;
+		server_forget_all(s);
+		return;
+	}
 	if (server_queue_empty(s) && s->txstatus == 'I') {
 		pool_release(s->pool, s);
 		return;
@@ -116,14 +126,14 @@ void client_close(struct client *c, const char *why)
 			if (s->txstatus != 'I' && server_queue_empty(s) &&
 			    pw_write_query(server_output(s), "ROLLBACK") == 0 &&
 			    server_push_req(s, REQ_QUERY, true) == 0) {
-				detach_server(c);
+				client_detach_server(c);
 			} else {
 				c->server = NULL;
 				s->client = NULL;
 				server_close(s, "client closed with a request in flight");
 			}
 		} else {
-			detach_server(c);
+			client_detach_server(c);
 		}
 	}
 	c->state = CL_CLOSING;
@@ -178,8 +188,6 @@ void client_server_failed(struct client *c, const char *sqlstate, const char *me
 void client_server_lost(struct client *c, const char *why)
 {
 	c->server = NULL;
-	struct topo *t = c->w->topo;
-	(void)t;
 	client_error(c, true, "08006", "server connection lost", why, NULL);
 }
 
@@ -223,7 +231,7 @@ void client_server_idle(struct client *c, char txstatus)
 		/* a prepare-only batch ran outside the held transaction */
 		c->defer_held = false;
 		if (txstatus == 'I' && c->server) {
-			detach_server(c);
+			client_detach_server(c);
 			c->state = CL_IDLE;
 		}
 		if (c->blocked) {
@@ -244,7 +252,7 @@ void client_server_idle(struct client *c, char txstatus)
 		c->tx_read_only = false;
 		c->n_tx++;
 		if (c->w->cfg->pool_mode == CONFIG_POOL_TRANSACTION && c->server) {
-			detach_server(c);
+			client_detach_server(c);
 			c->state = CL_IDLE;
 		}
 	}

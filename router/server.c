@@ -149,6 +149,16 @@ void server_clear_param(struct server *s, const char *name)
 	kv_remove(s->params, &s->n_params, name);
 }
 
+void server_forget_all(struct server *s)
+{
+	for (int i = 0; i < s->n_stmts; i++)
+		free(s->stmts[i].name);
+	s->n_stmts = 0;
+	kv_free_all(s->params, s->n_params);
+	s->params = NULL;
+	s->n_params = s->cap_params = 0;
+}
+
 void server_free(struct server *s)
 {
 	if (!s)
@@ -174,6 +184,10 @@ void server_close(struct server *s, const char *why)
 	enum server_state old = s->state;
 	s->state = SRV_CLOSING;
 	s->client = NULL;
+	if (s->live) {
+		atomic_fetch_sub(&s->live->outstanding, 1);
+		s->live = NULL;
+	}
 	if (s->bev)
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 	pool_remove(s->pool, s);

@@ -559,12 +559,7 @@ static void abort_transaction(struct client *c)
 		if (s->txstatus != 'I' &&
 		    (pw_write_query(server_output(s), "ROLLBACK") || server_push_req(s, REQ_QUERY, true)))
 			s->broken = true;
-		c->server = NULL;
-		s->client = NULL;
-		struct topo *t = c->w->topo;
-		atomic_fetch_sub(&t->backends[s->pool->backend].live->outstanding, 1);
-		if (server_queue_empty(s))
-			pool_release(s->pool, s);
+		client_detach_server(c);
 	}
 	free(c->held_begin);
 	c->held_begin = NULL;
@@ -677,7 +672,9 @@ static bool try_local(struct client *c, const struct unit *u, const uint8_t *dat
 		}
 		return set_hint(c, a, u, data);
 	}
-	if (c->server)
+	/* Local answers only when no server is busy for c (session pooling keeps
+	 * an idle server attached between transactions). */
+	if (c->server && !(server_queue_empty(c->server) && c->server->txstatus == 'I'))
 		return false;
 	if (u->simple && a->n_stmts == 0) {
 		drain_unit(c, u);
@@ -784,6 +781,17 @@ static bool local_prepare(struct client *c, const struct unit *u, const uint8_t 
 
 /* ---- attach and forward ----------------------------------------------------- */
 
+/* Send the held BEGIN (and the SETs that followed it) ahead of the unit. */
+static void inject_held(struct client *c, struct server *s)
+{
+	if (!c->held_begin)
+		return;
+	if (pw_write_query(server_output(s), c->held_begin) || server_push_req(s, REQ_QUERY, true))
+		s->broken = true;
+	free(c->held_begin);
+	c->held_begin = NULL;
+}
+
 void unit_attach(struct client *c, struct server *s)
 {
 	c->server = s;
@@ -791,8 +799,10 @@ void unit_attach(struct client *c, struct server *s)
 	s->state = SRV_ACTIVE;
 	c->state = CL_ACTIVE;
 	struct topo *t = c->w->topo;
-	if (t && s->pool->backend < t->n_backends)
-		atomic_fetch_add(&t->backends[s->pool->backend].live->outstanding, 1);
+	if (t && s->pool->backend < t->n_backends) {
+		s->live = t->backends[s->pool->backend].live;
+		atomic_fetch_add(&s->live->outstanding, 1);
+	}
 	char *sql = NULL;
 	struct evbuffer *out = server_output(s);
 	if (session_sync_sql(c, s, &sql) == 0 && sql && *sql) {
@@ -800,12 +810,8 @@ void unit_attach(struct client *c, struct server *s)
 			s->broken = true;
 	}
 	free(sql);
-	if (c->held_begin && !c->defer_held) {
-		if (pw_write_query(out, c->held_begin) || server_push_req(s, REQ_QUERY, true))
-			s->broken = true;
-		free(c->held_begin);
-		c->held_begin = NULL;
-	}
+	if (!c->defer_held)
+		inject_held(c, s);
 }
 
 /* Make sure server s has the client's statement `name` as the client knows it. */
@@ -1003,7 +1009,13 @@ static bool place_unit(struct client *c, const struct unit *u, const struct anal
 	if (s) {
 		bool same = s->pool->shard_id == shard;
 		bool role_ok = s->pool->role == ROLE_PRIMARY || !primary;
-		if (in_tx && !same) {
+		/* A held BEGIN is not bound to the attached (session) server yet. */
+		bool bound = in_tx && !c->held_begin;
+		if (c->held_begin && same && role_ok && server_queue_empty(s)) {
+			inject_held(c, s);
+			return true;
+		}
+		if (bound && !same) {
 			if (!server_queue_empty(s)) {
 				c->blocked = true;
 				return false;
@@ -1018,16 +1030,13 @@ static bool place_unit(struct client *c, const struct unit *u, const struct anal
 				    "Keep each transaction on one shard (same key range).");
 			return false;
 		}
-		if (in_tx || (same && role_ok))
+		if (bound || (same && role_ok && !c->held_begin))
 			return true;
 		if (!server_queue_empty(s) || s->txstatus != 'I') {
 			c->blocked = true;
 			return false;
 		}
-		c->server = NULL;
-		s->client = NULL;
-		atomic_fetch_sub(&t->backends[s->pool->backend].live->outstanding, 1);
-		pool_release(s->pool, s);
+		client_detach_server(c);
 		c->state = CL_IDLE;
 	}
 	int b = route_pick_backend(t, shard, primary);

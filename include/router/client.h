@@ -127,6 +127,9 @@ char client_visible_status(const struct client *c, char server_status);
 void client_error(struct client *c, bool fatal, const char *sqlstate, const char *message,
 		  const char *detail, const char *hint);
 void client_close(struct client *c, const char *why);
+/* Give the attached server back: to the pool when it is clean (after the
+ * server_reset_query in session mode), else it finishes detached. */
+void client_detach_server(struct client *c);
 void client_free(struct client *c);
 
 /* Resume reading after backpressure or a wait. */

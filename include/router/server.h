@@ -23,6 +23,7 @@ struct client;
 struct bufferevent;
 struct evbuffer;
 struct auth_backend;
+struct backend_live;
 
 enum server_state {
 	SRV_CONNECTING = 0, /* TCP connect in progress */
@@ -83,6 +84,7 @@ struct server {
 	struct kv *params;          /* what the router SET here */
 	int n_params, cap_params;
 
+	struct backend_live *live;  /* counters of the backend while attached */
 	uint64_t created_ms;
 	uint64_t last_used_ms;
 	bool reset_pending;         /* session mode: run server_reset_query */
@@ -109,6 +111,8 @@ void server_forget_stmt(struct server *s, const char *name);
 const char *server_param(const struct server *s, const char *name);
 int server_set_param(struct server *s, const char *name, const char *value) SR_MUST_CHECK;
 void server_clear_param(struct server *s, const char *name);
+/* After DISCARD ALL / server_reset_query: no statements, no parameters. */
+void server_forget_all(struct server *s);
 
 /* Close and queue for freeing; detaches from its client and pool. */
 void server_close(struct server *s, const char *why);
