@@ -360,6 +360,7 @@ void client_accept(struct worker *w, int fd, const char *peer)
 		w->clients->prev = c;
 	w->clients = c;
 	w->n_clients++;
+	worker_client_count(1);
 	bufferevent_setcb(bev, client_read_cb, client_write_cb, client_event_cb, c);
 	bufferevent_set_max_single_read(bev, 256 * 1024);
 	bufferevent_setwatermark(bev, EV_WRITE, CLIENT_HIGH_WATER / 2, 0);
@@ -378,6 +379,7 @@ void client_free(struct client *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	w->n_clients--;
+	worker_client_count(-1);
 	if (c->bev)
 		bufferevent_free(c->bev);
 	auth_scram_server_free(c->scram);

@@ -158,6 +158,20 @@ static int start(const char *path, bool daemonize, bool verbose)
 		return 1;
 	}
 	log_set_level(verbose ? LOG_LVL_DEBUG : cfg->log_level);
+	/* Refuse settings this build cannot honour rather than ignore them. */
+	if (cfg->client_tls_sslmode != CONFIG_SSLMODE_DISABLE) {
+		fprintf(stderr, "shardrouter: %s: client_tls_sslmode: TLS towards clients is not "
+				"implemented in this version; set it to disable\n", path);
+		return 1;
+	}
+	if (cfg->unix_socket_dir && *cfg->unix_socket_dir) {
+		fprintf(stderr, "shardrouter: %s: unix_socket_dir: Unix sockets are not implemented "
+				"in this version; remove the setting\n", path);
+		return 1;
+	}
+	if (cfg->metrics_listen.port > 0)
+		log_warn("metrics_listen is set but the metrics endpoint is not implemented in this "
+			 "version; no metrics will be served");
 	if (log_open(cfg->log_file, cfg->syslog, "shardrouter")) {
 		fprintf(stderr, "shardrouter: cannot open log_file %s: %s\n", cfg->log_file,
 			strerror(errno));

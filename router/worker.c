@@ -33,6 +33,9 @@
 
 struct shared g_shared = { .mu = PTHREAD_MUTEX_INITIALIZER };
 int g_n_workers = 1;
+/* Clients of all workers, for max_client_conn. */
+static atomic_int g_n_clients;
+static atomic_llong g_shutdown_ms;
 
 void users_ref_unref(struct users_ref *u)
 {
@@ -157,6 +160,25 @@ struct pool *worker_pool(struct worker *w, int backend, const char *user, const 
 	return p;
 }
 
+/* SIGTERM: idle clients are told and closed at once; clients inside a
+ * transaction get SHUTDOWN_GRACE_MS to finish; then the loop ends. */
+#define SHUTDOWN_GRACE_MS 30000
+static void shutdown_tick(struct worker *w, uint64_t now)
+{
+	long long expected = 0;
+	atomic_compare_exchange_strong(&g_shutdown_ms, &expected, (long long)now);
+	bool late = now - (uint64_t)atomic_load(&g_shutdown_ms) > SHUTDOWN_GRACE_MS;
+	for (struct client *c = w->clients; c; c = c->next) {
+		bool idle = c->state == CL_IDLE && !c->in_tx;
+		if ((idle || late) && c->state != CL_CLOSING)
+			client_error(c, true, "57P01",
+				     "terminating connection due to administrator command", NULL,
+				     NULL);
+	}
+	if (w->n_clients == 0 || late)
+		event_base_loopexit(w->base, NULL);
+}
+
 static void housekeeping_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -174,8 +196,8 @@ static void housekeeping_cb(evutil_socket_t fd, short what, void *arg)
 			 now - c->connected_ms > 60000)
 			client_error(c, true, "08P01", "startup timeout", NULL, NULL);
 	}
-	if (atomic_load(&g_shared.shutting_down) && w->n_clients == 0)
-		event_base_loopexit(w->base, NULL);
+	if (atomic_load(&g_shared.shutting_down))
+		shutdown_tick(w, now);
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
@@ -192,7 +214,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		snprintf(peer, sizeof(peer), "%s:%u", a, ntohs(in->sin_port));
 	}
 	worker_refresh(w);
-	if (atomic_load(&g_shared.shutting_down) || w->n_clients >= w->cfg->max_client_conn) {
+	if (atomic_load(&g_shared.shutting_down) ||
+	    atomic_load(&g_n_clients) >= w->cfg->max_client_conn) {
 		log_warn("refusing connection from %s: %s", peer,
 			 atomic_load(&g_shared.shutting_down) ? "shutting down" : "max_client_conn reached");
 		evutil_closesocket(fd);
@@ -201,6 +224,11 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	client_accept(w, fd, peer);
+}
+
+void worker_client_count(int delta)
+{
+	atomic_fetch_add(&g_n_clients, delta);
 }
 
 static void *worker_main(void *arg)

@@ -81,6 +81,9 @@ int worker_start(struct worker *w, int id, int listen_fd) SR_MUST_CHECK;
 void worker_stop(struct worker *w);   /* from another thread: breaks the loop */
 void worker_join(struct worker *w);
 
+/* Adjust the process-wide client count (max_client_conn). Any thread. */
+void worker_client_count(int delta);
+
 /* Refresh cfg/users/topo if the shared generation changed. Worker thread. */
 void worker_refresh(struct worker *w);
 
