@@ -361,10 +361,15 @@ void client_accept(struct worker *w, int fd, const char *peer)
 	w->clients = c;
 	w->n_clients++;
 	worker_client_count(1);
-	bufferevent_setcb(bev, client_read_cb, client_write_cb, client_event_cb, c);
-	bufferevent_set_max_single_read(bev, 256 * 1024);
-	bufferevent_setwatermark(bev, EV_WRITE, CLIENT_HIGH_WATER / 2, 0);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	client_setup_bev(c);
+}
+
+void client_setup_bev(struct client *c)
+{
+	bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+	bufferevent_set_max_single_read(c->bev, 256 * 1024);
+	bufferevent_setwatermark(c->bev, EV_WRITE, CLIENT_HIGH_WATER / 2, 0);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
 void client_free(struct client *c)

@@ -19,6 +19,7 @@
 #include "router/auth.h"
 #include "router/cancel.h"
 #include "router/config.h"
+#include "router/tls.h"
 #include "router/topo.h"
 #include "router/worker.h"
 #include "shardmap/catalog.h"
@@ -159,9 +160,8 @@ static int start(const char *path, bool daemonize, bool verbose)
 	}
 	log_set_level(verbose ? LOG_LVL_DEBUG : cfg->log_level);
 	/* Refuse settings this build cannot honour rather than ignore them. */
-	if (cfg->client_tls_sslmode != CONFIG_SSLMODE_DISABLE) {
-		fprintf(stderr, "shardrouter: %s: client_tls_sslmode: TLS towards clients is not "
-				"implemented in this version; set it to disable\n", path);
+	if (tls_init(cfg, &em)) {
+		fprintf(stderr, "shardrouter: %s\n", em.text);
 		return 1;
 	}
 	if (cfg->unix_socket_dir && *cfg->unix_socket_dir) {

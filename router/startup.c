@@ -22,6 +22,7 @@
 #include "router/topo.h"
 #include "router/worker.h"
 #include "router/session.h"
+#include "router/tls.h"
 
 static bool user_in(const struct config_list *l, const char *user)
 {
@@ -125,7 +126,15 @@ static bool handle_startup(struct client *c)
 				return false;
 			}
 			evbuffer_drain(in, 8);
-			/* No TLS towards clients in this build: 'N' and go on in clear. */
+			if (code == PW_SSL_CODE && tls_available() && !c->tls) {
+				if (evbuffer_get_length(in) > 0) {
+					/* bytes after SSLRequest before the handshake: not TLS */
+					client_close(c, "data after SSLRequest");
+					return false;
+				}
+				return tls_start(c);
+			}
+			/* GSSAPI never; TLS when not configured: 'N' and go on in clear. */
 			evbuffer_add(client_output(c), "N", 1);
 			continue;
 		}
@@ -142,6 +151,12 @@ static bool handle_startup(struct client *c)
 		if (code >> 16 != 3) {
 			client_error(c, true, "0A000", "unsupported frontend protocol", NULL,
 				     "shardrouter speaks protocol 3.0.");
+			return false;
+		}
+		if (!c->tls && c->w->cfg->client_tls_sslmode == CONFIG_SSLMODE_REQUIRE &&
+		    code != PW_CANCEL_CODE) {
+			client_error(c, true, "28000", "TLS is required (client_tls_sslmode = require)",
+				     NULL, "Connect with sslmode=require.");
 			return false;
 		}
 		uint8_t *p = evbuffer_pullup(in, len);

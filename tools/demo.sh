@@ -187,7 +187,7 @@ start_router() {
 	done
 	tail -n 20 "$DEMO/router.log" >&2
 	stop_router
-	die "shardrouter did not come up on 127.0.0.1:$ROUTER_PORT (log: $DEMO/router.log)"
+	die "shardrouter did not come up on 127.0.0.1:$ROUTER_PORT (log: $DEMO/router.log); the servers keep running: 'make demo' retries, 'make demo-stop' stops them"
 }
 
 stop_router() {
@@ -280,7 +280,7 @@ do_start() {
 		. "$CDIR/cluster.env"
 		unset PGHOST PGUSER PGPASSFILE
 	else
-		if [ -e "$DEMO" ]; then
+		if [ -n "$(ls -A "$DEMO" 2>/dev/null)" ]; then
 			say "wiping the stopped demo in $DEMO"
 			do_stop >/dev/null 2>&1
 			rm -rf "$DEMO" || die "cannot remove $DEMO"

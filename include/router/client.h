@@ -58,6 +58,7 @@ struct client {
 	char peer[64];
 	char user[64];
 	char db[64];
+	bool tls;                     /* the connection is wrapped in TLS */
 	bool admin;                   /* connected to the admin console */
 	bool admin_write;             /* admin_users (not just stats_users) */
 	int auth_step;                /* 0 = first message, 1 = SCRAM final */
@@ -136,5 +137,8 @@ void client_free(struct client *c);
 void client_resume(struct client *c);
 
 struct evbuffer *client_output(struct client *c);
+
+/* (Re)install c's callbacks, watermarks and read/write on c->bev. */
+void client_setup_bev(struct client *c);
 
 #endif
