@@ -4,6 +4,8 @@
 #include "router/admin.h"
 
 #include <ctype.h>
+#include <signal.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@
 #include "router/funcs.h"
 #include "router/pgwire.h"
 #include "router/pool.h"
+#include "router/server.h"
 #include "router/route.h"
 #include "router/topo.h"
 #include "router/worker.h"
@@ -77,6 +80,102 @@ static void show_shards(struct reply *r)
 				    atomic_load(&b->live->healthy) ? "yes" : "no",
 				    atomic_load(&b->live->in_rotation) ? "yes" : "no", out };
 		row(r, v, 8);
+	}
+}
+
+static void show_replicas(struct reply *r)
+{
+	const struct topo *t = r->c->w->topo;
+	const char *n[] = { "shard", "replica", "host", "port", "healthy", "in_rotation",
+			    "lag_bytes", "lag_seconds", "outstanding", "transactions" };
+	cols(r, n, 10);
+	for (int i = 0; t && i < t->n_backends; i++) {
+		const struct backend *b = &t->backends[i];
+		if (b->role != ROLE_REPLICA)
+			continue;
+		char sh[16], rn[16], lb[24], ls[32], out[16], tx[24];
+		snprintf(sh, sizeof(sh), "%d", b->shard_id);
+		snprintf(rn, sizeof(rn), "%d", b->replica_no);
+		snprintf(lb, sizeof(lb), "%lld", (long long)atomic_load(&b->live->lag_bytes));
+		snprintf(ls, sizeof(ls), "%.3f", (double)atomic_load(&b->live->lag_ms) / 1000.0);
+		snprintf(out, sizeof(out), "%d", atomic_load(&b->live->outstanding));
+		snprintf(tx, sizeof(tx), "%llu", (unsigned long long)atomic_load(&b->live->queries));
+		const char *v[] = { sh, rn, b->host, b->port,
+				    atomic_load(&b->live->healthy) ? "yes" : "no",
+				    atomic_load(&b->live->in_rotation) ? "yes" : "no", lb, ls, out, tx };
+		row(r, v, 10);
+	}
+}
+
+static void show_stats(struct reply *r)
+{
+	const char *n[] = { "clients", "units_routed", "routing_errors", "map_epoch", "paused" };
+	cols(r, n, 5);
+	char cl[16], u[24], e[24], ep[24];
+	snprintf(cl, sizeof(cl), "%d", worker_total_clients());
+	snprintf(u, sizeof(u), "%llu", (unsigned long long)atomic_load(&g_shared.stat_units));
+	snprintf(e, sizeof(e), "%llu", (unsigned long long)atomic_load(&g_shared.stat_route_errors));
+	snprintf(ep, sizeof(ep), "%llu",
+		 (unsigned long long)(r->c->w->topo ? r->c->w->topo->map->epoch : 0));
+	const char *v[] = { cl, u, e, ep, atomic_load(&g_shared.paused_all) ? "all" : atomic_load(&g_shared.paused_shards) ? "some shards" : "no" };
+	row(r, v, 5);
+}
+
+/* This worker's clients (each worker owns its connections; the column says which). */
+static void show_clients(struct reply *r)
+{
+	struct worker *w = r->c->w;
+	const char *n[] = { "worker", "id", "user", "database", "peer", "state", "tls", "in_tx",
+			    "server_shard", "server_role" };
+	cols(r, n, 10);
+	for (struct client *c = w->clients; c; c = c->next) {
+		char wk[8], id[16], sh[16];
+		snprintf(wk, sizeof(wk), "%d", w->id);
+		snprintf(id, sizeof(id), "%u", c->id);
+		snprintf(sh, sizeof(sh), "%d", c->server ? c->server->pool->shard_id : -1);
+		const char *v[] = { wk, id, c->user, c->db, c->peer, client_state_name(c->state),
+				    c->tls ? "yes" : "no", c->in_tx ? "yes" : "no",
+				    c->server ? sh : NULL,
+				    c->server ? backend_role_name((enum backend_role)c->server->pool->role)
+					      : NULL };
+		row(r, v, 10);
+	}
+}
+
+static void show_servers(struct reply *r)
+{
+	struct worker *w = r->c->w;
+	const char *n[] = { "worker", "id", "shard", "role", "host", "port", "user", "database",
+			    "state", "backend_pid", "client" };
+	cols(r, n, 11);
+	for (int i = 0; i < w->n_pools; i++) {
+		struct pool *p = w->pools[i];
+		for (struct client *c = w->clients; c; c = c->next) {
+			struct server *s = c->server;
+			if (!s || s->pool != p)
+				continue;
+			char wk[8], id[24], sh[16], pid[16], cid[16];
+			snprintf(wk, sizeof(wk), "%d", w->id);
+			snprintf(id, sizeof(id), "%llu", (unsigned long long)s->id);
+			snprintf(sh, sizeof(sh), "%d", p->shard_id);
+			snprintf(pid, sizeof(pid), "%u", s->be_pid);
+			snprintf(cid, sizeof(cid), "%u", c->id);
+			const char *v[] = { wk, id, sh, backend_role_name((enum backend_role)p->role),
+					    p->host, p->port, p->user, p->db,
+					    server_state_name(s->state), pid, cid };
+			row(r, v, 11);
+		}
+		for (struct server *s = p->idle; s; s = s->next) {
+			char wk[8], id[24], sh[16], pid[16];
+			snprintf(wk, sizeof(wk), "%d", w->id);
+			snprintf(id, sizeof(id), "%llu", (unsigned long long)s->id);
+			snprintf(sh, sizeof(sh), "%d", p->shard_id);
+			snprintf(pid, sizeof(pid), "%u", s->be_pid);
+			const char *v[] = { wk, id, sh, backend_role_name((enum backend_role)p->role),
+					    p->host, p->port, p->user, p->db,
+					    server_state_name(s->state), pid, NULL };
+			row(r, v, 11);
+		}
 	}
 }
 
@@ -200,6 +299,13 @@ static void show_route(struct reply *r, const char *lit)
 	kx_result_destroy(&k);
 }
 
+#define ADMIN_HELP                                                                                 \
+	"Commands: SHOW SHARDS | REPLICAS | SHARDMAP | POOLS | CLIENTS | SERVERS | STATS | CONFIG "  \
+	"| VERSION | ROUTE '<statement>', RELOAD, PAUSE [shard], RESUME [shard], SHUTDOWN."
+
+struct reply;
+static void admin_command(struct client *c, struct reply *r, const char *p);
+
 /* Split "SHOW ROUTE '...'" : returns the unquoted literal in buf. */
 static bool route_literal(const char *p, char *buf, size_t len)
 {
@@ -239,11 +345,23 @@ void admin_query(struct client *c, const char *sql)
 	worker_refresh(c->w);
 	const char *p = sql;
 	char lit[4096];
-	if (word(&p, "show")) {
+	if (!word(&p, "show")) {
+		admin_command(c, &r, p);
+		return;
+	}
+	{
 		if (word(&p, "version"))
 			show_version(&r);
-		else if (word(&p, "shards") || word(&p, "replicas"))
+		else if (word(&p, "shards"))
 			show_shards(&r);
+		else if (word(&p, "replicas"))
+			show_replicas(&r);
+		else if (word(&p, "stats"))
+			show_stats(&r);
+		else if (word(&p, "clients"))
+			show_clients(&r);
+		else if (word(&p, "servers"))
+			show_servers(&r);
 		else if (word(&p, "shardmap"))
 			show_shardmap(&r);
 		else if (word(&p, "pools"))
@@ -253,20 +371,76 @@ void admin_query(struct client *c, const char *sql)
 		else if (word(&p, "route") && route_literal(p, lit, sizeof(lit)))
 			show_route(&r, lit);
 		else {
-			client_error(c, false, "42601", "unknown SHOW command", NULL,
-				     "Try SHOW SHARDS, SHARDMAP, POOLS, CONFIG, VERSION or ROUTE "
-				     "'<statement>'.");
+			client_error(c, false, "42601", "unknown SHOW command", NULL, ADMIN_HELP);
 			r.rc = pw_write_ready(r.out, 'I');
 			return;
 		}
 		done(&r, "SHOW");
-	} else {
-		client_error(c, false, "42601", "unknown admin command", NULL,
-			     "Try SHOW SHARDS, SHARDMAP, POOLS, CONFIG, VERSION or ROUTE "
-			     "'<statement>'.");
 	}
 	if (!r.rc)
 		r.rc = pw_write_ready(r.out, 'I');
 	if (r.rc)
+		client_close(c, "out of memory");
+}
+
+/* An optional shard number after PAUSE/RESUME; -1 when absent. */
+static bool shard_arg(const char *p, int32_t *out)
+{
+	while (isspace((unsigned char)*p))
+		p++;
+	if (*p == '\0' || *p == ';') {
+		*out = -1;
+		return true;
+	}
+	char *end;
+	long v = strtol(p, &end, 10);
+	while (isspace((unsigned char)*end) || *end == ';')
+		end++;
+	if (end == p || *end || v < 0 || v > 63)
+		return false;
+	*out = (int32_t)v;
+	return true;
+}
+
+/* RELOAD, PAUSE, RESUME, SHUTDOWN: admin_users only. */
+static void admin_command(struct client *c, struct reply *r, const char *p)
+{
+	const char *verb = NULL;
+	int32_t shard = -1;
+	bool known = true;
+	if (!c->admin_write && (word(&p, "reload") || word(&p, "pause") || word(&p, "resume") ||
+				word(&p, "shutdown"))) {
+		client_error(c, false, "42501", "permission denied: admin_users only", NULL,
+			     "stats_users may run SHOW commands.");
+	} else if (word(&p, "reload")) {
+		verb = "RELOAD";
+		kill(getpid(), SIGHUP);
+	} else if (word(&p, "pause")) {
+		verb = "PAUSE";
+		if (!shard_arg(p, &shard))
+			known = false;
+		else
+			worker_pause(shard);
+	} else if (word(&p, "resume")) {
+		verb = "RESUME";
+		if (!shard_arg(p, &shard))
+			known = false;
+		else
+			worker_resume(shard);
+	} else if (word(&p, "shutdown")) {
+		verb = "SHUTDOWN";
+		kill(getpid(), SIGTERM);
+	} else {
+		known = false;
+	}
+	if (!known)
+		client_error(c, false, "42601", "unknown admin command", NULL, ADMIN_HELP);
+	else if (verb) {
+		log_info("admin %s by %s%s", verb, c->user, shard >= 0 ? " (one shard)" : "");
+		done(r, verb);
+	}
+	if (!r->rc)
+		r->rc = pw_write_ready(r->out, 'I');
+	if (r->rc)
 		client_close(c, "out of memory");
 }

@@ -270,6 +270,14 @@ char client_visible_status(const struct client *c, char server_status)
 	return server_status;
 }
 
+void client_resume_paused(struct client *c)
+{
+	if (c->state == CL_CLOSING)
+		return;
+	bufferevent_enable(c->bev, EV_READ);
+	client_process(c);
+}
+
 void client_resume(struct client *c)
 {
 	if (c->state == CL_CLOSING)

@@ -199,6 +199,14 @@ static int start(const char *path, bool daemonize, bool verbose)
 		fprintf(stderr, "shardrouter: daemon: %s\n", strerror(errno));
 		return 1;
 	}
+	if (cfg->pidfile && *cfg->pidfile) {
+		FILE *pf = fopen(cfg->pidfile, "w");
+		if (!pf || fprintf(pf, "%d\n", (int)getpid()) < 0 || fclose(pf) != 0) {
+			fprintf(stderr, "shardrouter: cannot write pidfile %s: %s\n", cfg->pidfile,
+				strerror(errno));
+			return 1;
+		}
+	}
 	g_shared.cfg = cfg;
 	g_shared.users = users;
 	atomic_store(&g_shared.gen, 1);
@@ -208,6 +216,7 @@ static int start(const char *path, bool daemonize, bool verbose)
 	g_n_workers = n_workers;
 	workers = calloc((size_t)n_workers, sizeof(*workers));
 	cancel_set_workers(workers, n_workers);
+	worker_set_all(workers, n_workers);
 	const char *addr = cfg->listen_addr.count ? cfg->listen_addr.items[0] : "127.0.0.1";
 	int lfd = worker_listen_socket(addr, cfg->listen_port);
 	if (lfd < 0) {

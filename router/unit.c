@@ -1039,6 +1039,12 @@ static bool place_unit(struct client *c, const struct unit *u, const struct anal
 		client_detach_server(c);
 		c->state = CL_IDLE;
 	}
+	if (worker_shard_paused(shard)) {
+		/* PAUSE: the transaction starts after RESUME (kick_cb re-runs it). */
+		c->paused_wait = true;
+		bufferevent_disable(c->bev, EV_READ);
+		return false;
+	}
 	int b = route_pick_backend(t, shard, primary);
 	if (b < 0) {
 		char msg[128];
@@ -1152,11 +1158,15 @@ bool unit_step(struct client *c)
 		snprintf(a.ru.hint, sizeof(a.ru.hint),
 			 "The next transaction may run on another server connection.");
 	}
-	if (a.ru.error)
+	if (a.ru.error) {
+		atomic_fetch_add_explicit(&g_shared.stat_route_errors, 1, memory_order_relaxed);
 		return route_failed(c, &u, &a) && c->state != CL_CLOSING;
+	}
 	if (!place_unit(c, &u, &a))
-		/* answered with an error: go on; waiting or blocked: stop here */
-		return !c->blocked && (c->state == CL_IDLE || c->state == CL_ACTIVE);
+		/* answered with an error: go on; waiting, paused or blocked: stop */
+		return !c->blocked && !c->paused_wait &&
+		       (c->state == CL_IDLE || c->state == CL_ACTIVE);
 	forward_unit(c, &u, &a);
+	atomic_fetch_add_explicit(&g_shared.stat_units, 1, memory_order_relaxed);
 	return c->state != CL_CLOSING;
 }

@@ -160,6 +160,8 @@ struct pool *worker_pool(struct worker *w, int backend, const char *user, const 
 	return p;
 }
 
+static void kick_cb(evutil_socket_t fd, short what, void *arg);
+
 /* SIGTERM: idle clients are told and closed at once; clients inside a
  * transaction get SHUTDOWN_GRACE_MS to finish; then the loop ends. */
 #define SHUTDOWN_GRACE_MS 30000
@@ -188,6 +190,7 @@ static void housekeeping_cb(evutil_socket_t fd, short what, void *arg)
 	uint64_t now = now_ms();
 	for (int i = 0; i < w->n_pools; i++)
 		pool_housekeeping(w->pools[i], now);
+	kick_cb(-1, 0, w);
 	int64_t idle = w->cfg->client_idle_timeout_ms;
 	for (struct client *c = w->clients; c; c = c->next) {
 		if (idle > 0 && c->state == CL_IDLE && now - c->last_active_ms > (uint64_t)idle)
@@ -224,6 +227,62 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	client_accept(w, fd, peer);
+}
+
+static struct worker *all_workers;
+static int n_all_workers;
+
+void worker_set_all(struct worker *workers, int n)
+{
+	all_workers = workers;
+	n_all_workers = n;
+}
+
+int worker_total_clients(void)
+{
+	return atomic_load(&g_n_clients);
+}
+
+bool worker_shard_paused(int32_t shard)
+{
+	if (atomic_load_explicit(&g_shared.paused_all, memory_order_relaxed))
+		return true;
+	unsigned long long m = atomic_load_explicit(&g_shared.paused_shards, memory_order_relaxed);
+	return m && shard >= 0 && shard < 64 && (m >> shard & 1u);
+}
+
+void worker_pause(int32_t shard)
+{
+	if (shard < 0)
+		atomic_store(&g_shared.paused_all, true);
+	else if (shard < 64)
+		atomic_fetch_or(&g_shared.paused_shards, 1ull << shard);
+}
+
+void worker_resume(int32_t shard)
+{
+	if (shard < 0) {
+		atomic_store(&g_shared.paused_all, false);
+		atomic_store(&g_shared.paused_shards, 0);
+	} else if (shard < 64) {
+		atomic_fetch_and(&g_shared.paused_shards, ~(1ull << shard));
+	}
+	for (int i = 0; i < n_all_workers; i++)
+		if (all_workers[i].kick)
+			event_active(all_workers[i].kick, 0, 0);
+}
+
+/* Worker thread: give paused clients another go. */
+static void kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct worker *w = arg;
+	for (struct client *c = w->clients; c; c = c->next)
+		if (c->paused_wait) {
+			c->paused_wait = false;
+			client_resume_paused(c);
+		}
 }
 
 void worker_client_count(int delta)
@@ -277,7 +336,8 @@ int worker_start(struct worker *w, int id, int listen_fd)
 					 w->listen_fd);
 	w->reaper = event_new(w->base, -1, 0, reaper_cb, w);
 	w->housekeeping = event_new(w->base, -1, EV_PERSIST, housekeeping_cb, w);
-	if (!w->listener || !w->reaper || !w->housekeeping || cancel_init(w))
+	w->kick = event_new(w->base, -1, 0, kick_cb, w);
+	if (!w->listener || !w->reaper || !w->housekeeping || !w->kick || cancel_init(w))
 		return SR_ENOMEM;
 	struct timeval sec = { 1, 0 };
 	event_add(w->housekeeping, &sec);

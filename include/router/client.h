@@ -92,6 +92,7 @@ struct client {
 	bool tx_error;                /* an error happened in the current transaction */
 	bool skip_to_sync;            /* extended error: discard until Sync */
 	bool blocked;                 /* next unit needs another server: wait for drain */
+	bool paused_wait;             /* the next transaction waits for RESUME */
 	bool unit_routed;             /* the current extended batch already routed */
 	bool admin_pending;
 
@@ -132,6 +133,9 @@ void client_close(struct client *c, const char *why);
  * server_reset_query in session mode), else it finishes detached. */
 void client_detach_server(struct client *c);
 void client_free(struct client *c);
+
+/* PAUSE ended (or re-check): process the waiting unit again. */
+void client_resume_paused(struct client *c);
 
 /* Resume reading after backpressure or a wait. */
 void client_resume(struct client *c);

@@ -31,6 +31,12 @@ struct backend_live {
 	atomic_bool in_rotation;     /* may serve reads (replicas) */
 	atomic_llong lag_bytes;
 	atomic_llong lag_ms;
+	/* Also published by the health thread (router/health.h): */
+	atomic_llong replay_lsn;     /* replica: replay LSN; primary: current WAL LSN (bytes) */
+	atomic_bool promoted;        /* a replica that is not in recovery */
+	atomic_int fail_streak;      /* consecutive checks that found it unhealthy */
+	atomic_int health_reason;    /* enum health_reason of the last check */
+	atomic_llong checked_at_ms;  /* wall clock (ms since the epoch) of it; 0 = never */
 };
 
 struct backend {

@@ -36,7 +36,11 @@ struct shared {
 	struct users_ref *users;     /* current userlist (one ref held here) */
 	atomic_uint gen;             /* bumped on every swap */
 	atomic_bool shutting_down;   /* SIGTERM: stop accepting, drain */
-	atomic_int paused;           /* PAUSE: new transactions wait */
+	atomic_bool paused_all;      /* PAUSE: new transactions wait */
+	atomic_ullong paused_shards; /* PAUSE <shard>: bit per shard id < 64 */
+	atomic_ullong stat_units;    /* routed units (queries/batches) */
+	atomic_ullong stat_route_errors;
+	atomic_ullong stat_logins;
 };
 
 struct users_ref {
@@ -56,6 +60,7 @@ struct worker {
 	struct evconnlistener *listener;
 	struct event *reaper;
 	struct event *housekeeping; /* 1 s timer: timeouts, idle recycling */
+	struct event *kick;         /* RESUME: re-run paused clients (any thread may activate) */
 
 	unsigned gen;               /* of cfg/users below */
 	struct config *cfg;
@@ -80,6 +85,15 @@ int worker_listen_socket(const char *addr, int port);
 int worker_start(struct worker *w, int id, int listen_fd) SR_MUST_CHECK;
 void worker_stop(struct worker *w);   /* from another thread: breaks the loop */
 void worker_join(struct worker *w);
+
+/* True when new transactions on shard must wait (PAUSE). Any thread. */
+bool worker_shard_paused(int32_t shard);
+/* PAUSE / RESUME (shard < 0: all). Any thread; RESUME wakes every worker. */
+void worker_pause(int32_t shard);
+void worker_resume(int32_t shard);
+/* All workers, for RESUME and the admin console. */
+void worker_set_all(struct worker *workers, int n);
+int worker_total_clients(void);
 
 /* Adjust the process-wide client count (max_client_conn). Any thread. */
 void worker_client_count(int delta);

@@ -61,6 +61,20 @@ echo "SELECT 'after';" >&"${HELD[1]}"
 read -r -t 10 line <&"${HELD[0]}"
 t_is "the session survived three reloads" "$line" after
 echo '\q' >&"${HELD[1]}"
+
+# Admin console: permissions, PAUSE/RESUME, SHOW REPLICAS/STATS.
+stats() { PGPASSWORD=postgres psql -X -A -t -q -h 127.0.0.1 -p "$PORT" -U postgres -d shardrouter -c "$1" 2>&1; }
+t_like "stats_users may SHOW" "$(stats 'SHOW STATS')" "^[0-9]+\|"
+t_like "stats_users may not RELOAD (42501)" "$(stats 'RELOAD')" "permission denied"
+t_like "unknown admin command lists the commands" "$(admin 'FROBNICATE' 2>&1)" "SHOW SHARDS"
+t_is "PAUSE answers PAUSE" "$(PGPASSWORD=admin psql -X -q -h 127.0.0.1 -p "$PORT" -U admin -d shardrouter -c 'PAUSE' 2>&1)" ""
+( app -c "SELECT 'ran'" >"$CLUSTER_DIR/paused.out" 2>&1 ) &
+PAUSED_PID=$!
+sleep 1
+t_is "while paused, a new transaction waits" "$(cat "$CLUSTER_DIR/paused.out")" ""
+admin 'RESUME' >/dev/null
+wait "$PAUSED_PID"
+t_is "after RESUME it runs" "$(cat "$CLUSTER_DIR/paused.out")" ran
 router_stop
 
 # Bad settings at start: file, line and key in the message, exit non-zero.
