@@ -270,6 +270,15 @@ char client_visible_status(const struct client *c, char server_status)
 	return server_status;
 }
 
+void client_retry_route(struct client *c)
+{
+	if (c->state != CL_WAIT)
+		return;
+	c->state = CL_IDLE;
+	bufferevent_enable(c->bev, EV_READ);
+	client_process(c);
+}
+
 void client_resume_paused(struct client *c)
 {
 	if (c->state == CL_CLOSING)

@@ -13,6 +13,7 @@
 #include "router/client.h"
 #include "router/config.h"
 #include "router/server.h"
+#include "router/topo.h"
 #include "router/worker.h"
 
 extern int g_n_workers;
@@ -145,9 +146,27 @@ void pool_remove(struct pool *p, struct server *s)
 
 void pool_fail_waiters(struct pool *p, const char *sqlstate, const char *msg)
 {
-	/* Fail only as many waiters as could have been served by the failed
-	 * attempts: all of them, since nothing is connecting successfully. */
 	struct client *c;
+	/* A replica that cannot be reached: take it out of rotation now (the
+	 * health monitor puts it back) and route the waiting reads again -
+	 * nothing was sent for them, so another replica or the primary can
+	 * serve them. */
+	if (strcmp(sqlstate, "08006") == 0 && p->role == ROLE_REPLICA) {
+		const struct topo *t = p->w->topo;
+		if (t && p->backend < t->n_backends &&
+		    strcmp(t->backends[p->backend].host, p->host) == 0 &&
+		    strcmp(t->backends[p->backend].port, p->port) == 0) {
+			struct backend_live *l = t->backends[p->backend].live;
+			atomic_store(&l->healthy, false);
+			atomic_store(&l->in_rotation, false);
+		}
+		log_warn("replica %s:%s (shard %d) unreachable, rerouting %d waiting client(s): %s",
+			 p->host, p->port, p->shard_id, p->n_waiting, msg);
+		while ((c = dequeue(p)) != NULL)
+			client_retry_route(c);
+		return;
+	}
+	/* Everyone waiting here would get the same failure. */
 	while ((c = dequeue(p)) != NULL)
 		client_server_failed(c, sqlstate, msg);
 }

@@ -134,6 +134,9 @@ void client_close(struct client *c, const char *why);
 void client_detach_server(struct client *c);
 void client_free(struct client *c);
 
+/* The pool c waited on could not connect to its replica: route again. */
+void client_retry_route(struct client *c);
+
 /* PAUSE ended (or re-check): process the waiting unit again. */
 void client_resume_paused(struct client *c);
 
