@@ -225,6 +225,8 @@ void client_saw_error(struct client *c, const char *sqlstate)
 	c->tx_error = true;
 }
 
+static bool ask_write_lsn(struct client *c);
+
 void client_server_idle(struct client *c, char txstatus)
 {
 	if (c->held_begin) {
@@ -243,7 +245,13 @@ void client_server_idle(struct client *c, char txstatus)
 	}
 	c->txstatus = txstatus;
 	c->in_tx = txstatus != 'I';
+	c->ryw_pending = false;
+	if (txstatus == 'I' && ask_write_lsn(c)) {
+		client_process(c); /* pipelined units may go on to this primary */
+		return;
+	}
 	if (txstatus == 'I') {
+		c->tx_wrote = false;
 		if (c->tx_error)
 			session_drop_pending(c);
 		else if (c->n_pending)
@@ -268,6 +276,57 @@ char client_visible_status(const struct client *c, char server_status)
 	if (c->held_begin)
 		return 'T';
 	return server_status;
+}
+
+int64_t client_ryw_lsn(const struct client *c, int32_t shard)
+{
+	if (!c->w->cfg->read_your_writes)
+		return 0;
+	for (int i = 0; i < c->n_ryw; i++)
+		if (c->ryw[i].shard == shard)
+			return c->ryw[i].lsn;
+	return 0;
+}
+
+void client_note_write_lsn(struct client *c, int32_t shard, int64_t lsn)
+{
+	int n = (int)(sizeof(c->ryw) / sizeof(c->ryw[0]));
+	for (int i = 0; i < c->n_ryw; i++)
+		if (c->ryw[i].shard == shard) {
+			if (lsn > c->ryw[i].lsn)
+				c->ryw[i].lsn = lsn;
+			return;
+		}
+	if (c->n_ryw == n) { /* forget the oldest shard */
+		memmove(&c->ryw[0], &c->ryw[1], sizeof(c->ryw[0]) * (size_t)(n - 1));
+		c->n_ryw--;
+	}
+	c->ryw[c->n_ryw].shard = shard;
+	c->ryw[c->n_ryw].lsn = lsn;
+	c->n_ryw++;
+}
+
+/* read_your_writes: after a transaction on a primary, ask it for its WAL
+ * position (>= the commit) before letting the server go; later reads on
+ * that shard only use replicas that have replayed it. One extra round trip
+ * per write transaction, on the same connection. True when the question
+ * was sent (the server stays attached until it is answered). */
+static bool ask_write_lsn(struct client *c)
+{
+	struct server *s = c->server;
+	if (!c->w->cfg->read_your_writes || !c->tx_wrote || !s ||
+	    s->pool->role != ROLE_PRIMARY || c->tx_error)
+		return false;
+	c->tx_wrote = false;
+	if (pw_write_query(server_output(s),
+			   "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint") ||
+	    server_push_req(s, REQ_QUERY, true)) {
+		s->broken = true;
+		return false;
+	}
+	s->q[(s->q_head + s->q_len - 1) % s->q_cap].capture = true;
+	c->ryw_pending = true;
+	return true;
 }
 
 void client_retry_route(struct client *c)

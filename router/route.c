@@ -213,7 +213,7 @@ void route_add(struct route_unit *u, const struct topo *t, const struct kx_resul
 		u->reason = "no table named";
 }
 
-int route_pick_backend(const struct topo *t, int32_t shard, bool primary)
+int route_pick_backend(const struct topo *t, int32_t shard, bool primary, int64_t min_lsn)
 {
 	const struct topo_shard *s = topo_shard(t, shard);
 	if (!s)
@@ -226,6 +226,9 @@ int route_pick_backend(const struct topo *t, int32_t shard, bool primary)
 		if (!atomic_load_explicit(&b->live->healthy, memory_order_relaxed) ||
 		    !atomic_load_explicit(&b->live->in_rotation, memory_order_relaxed))
 			continue;
+		if (min_lsn > 0 &&
+		    atomic_load_explicit(&b->live->replay_lsn, memory_order_relaxed) < min_lsn)
+			continue; /* has not replayed this client's last write yet */
 		int load = atomic_load_explicit(&b->live->outstanding, memory_order_relaxed);
 		if (best < 0 || load < best_load) {
 			best = s->replicas[i];

@@ -69,7 +69,8 @@ int server_push_req(struct server *s, enum srv_req_kind kind, bool drop)
 		s->q_cap = nc;
 		s->q_head = 0;
 	}
-	s->q[(s->q_head + s->q_len) % s->q_cap] = (struct srv_req){ .kind = (uint8_t)kind, .drop = drop };
+	s->q[(s->q_head + s->q_len) % s->q_cap] =
+		(struct srv_req){ .kind = (uint8_t)kind, .drop = drop, .capture = false };
 	s->q_len++;
 	return 0;
 }
@@ -389,6 +390,23 @@ static bool relay_msg(struct server *s, struct evbuffer *in, char type, uint32_t
 		return true;
 	case PW_BE_NOTIFICATION:
 		move_out(s, in, total, false);
+		return true;
+	case PW_BE_DATA_ROW:
+		if (h && h->capture && s->client && len < 64) {
+			/* int16 ncols, int32 len, text digits */
+			uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)total);
+			if (len >= 6 && pw_get_u16(p + 5) == 1) {
+				uint32_t vl = pw_get_u32(p + 7);
+				char num[32];
+				if (vl < sizeof(num) && 6 + vl <= len) {
+					memcpy(num, p + 11, vl);
+					num[vl] = '\0';
+					client_note_write_lsn(s->client, s->pool->shard_id,
+							      strtoll(num, NULL, 10));
+				}
+			}
+		}
+		move_out(s, in, total, drop);
 		return true;
 	default:
 		move_out(s, in, total, drop);

@@ -996,7 +996,7 @@ static bool place_unit(struct client *c, const struct unit *u, const struct anal
 	 * goes to the home shard outside the transaction. */
 	c->defer_held = !u->simple && a->n_execs == 0 && c->held_begin && !s;
 	if (c->defer_held) {
-		int hb = route_pick_backend(t, t->home_shard, true);
+		int hb = route_pick_backend(t, t->home_shard, true, 0);
 		return hb >= 0 && acquire(c, hb);
 	}
 	int32_t shard = a->ru.has_shard ? a->ru.shard : s ? s->pool->shard_id : t->home_shard;
@@ -1045,7 +1045,7 @@ static bool place_unit(struct client *c, const struct unit *u, const struct anal
 		bufferevent_disable(c->bev, EV_READ);
 		return false;
 	}
-	int b = route_pick_backend(t, shard, primary);
+	int b = route_pick_backend(t, shard, primary, client_ryw_lsn(c, shard));
 	if (b < 0) {
 		char msg[128];
 		snprintf(msg, sizeof(msg), "shard %d is not in the shard map", shard);
@@ -1166,6 +1166,9 @@ bool unit_step(struct client *c)
 		/* answered with an error: go on; waiting, paused or blocked: stop */
 		return !c->blocked && !c->paused_wait &&
 		       (c->state == CL_IDLE || c->state == CL_ACTIVE);
+	if (c->server && c->server->pool->role == ROLE_PRIMARY &&
+	    (a.ru.needs_primary || c->in_tx || a.has_begin))
+		c->tx_wrote = true;
 	forward_unit(c, &u, &a);
 	atomic_fetch_add_explicit(&g_shared.stat_units, 1, memory_order_relaxed);
 	return c->state != CL_CLOSING;

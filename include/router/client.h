@@ -93,6 +93,13 @@ struct client {
 	bool skip_to_sync;            /* extended error: discard until Sync */
 	bool blocked;                 /* next unit needs another server: wait for drain */
 	bool paused_wait;             /* the next transaction waits for RESUME */
+	bool tx_wrote;                /* this transaction ran on a primary */
+	bool ryw_pending;             /* asking the primary for its WAL position */
+	struct {
+		int32_t shard;
+		int64_t lsn;
+	} ryw[8];                     /* read_your_writes: last write LSN per shard */
+	int n_ryw;
 	bool unit_routed;             /* the current extended batch already routed */
 	bool admin_pending;
 
@@ -133,6 +140,12 @@ void client_close(struct client *c, const char *why);
  * server_reset_query in session mode), else it finishes detached. */
 void client_detach_server(struct client *c);
 void client_free(struct client *c);
+
+/* read_your_writes: the WAL position a replica of shard must have replayed
+ * before it may serve c (0 = any). */
+int64_t client_ryw_lsn(const struct client *c, int32_t shard);
+/* From server.c: the primary's WAL position after c's write transaction. */
+void client_note_write_lsn(struct client *c, int32_t shard, int64_t lsn);
 
 /* The pool c waited on could not connect to its replica: route again. */
 void client_retry_route(struct client *c);

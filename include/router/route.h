@@ -55,9 +55,11 @@ void route_add(struct route_unit *u, const struct topo *t, const struct kx_resul
 	       const struct route_hints *h);
 
 /* Choose the backend for shard/primary: the primary, or the healthy
- * in-rotation replica with the fewest outstanding queries (primary when
- * none). Returns the backend index or -1 for an unknown shard. */
-int route_pick_backend(const struct topo *t, int32_t shard, bool primary);
+ * in-rotation replica with the fewest outstanding queries whose replay LSN
+ * (as last published by the health monitor) is at least min_lsn (0 = any);
+ * the primary when none qualifies. Returns the backend index or -1 for an
+ * unknown shard. */
+int route_pick_backend(const struct topo *t, int32_t shard, bool primary, int64_t min_lsn);
 
 /* The primary of the home shard (unsharded tables, logins). */
 int route_home_backend(const struct topo *t);

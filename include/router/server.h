@@ -49,6 +49,7 @@ enum srv_req_kind {
 struct srv_req {
 	uint8_t kind; /* enum srv_req_kind */
 	bool drop;    /* injected by the router: do not forward the response */
+	bool capture; /* its one-column DataRow is the client's write LSN */
 };
 
 /* A statement prepared on this server: name and a hash of text + types. */
