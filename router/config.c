@@ -36,14 +36,6 @@ _Static_assert(sizeof(enum log_level) == sizeof(int), "enum stored as int");
 #define STR_VALUE(x) #x
 #define STR_OF(x) STR_VALUE(x)
 #define OFF(field) offsetof(struct config, field)
-#define KB INT64_C(1024)
-#define MB (KB * 1024)
-#define GB (MB * 1024)
-#define TB (GB * 1024)
-#define SEC INT64_C(1000)
-#define MIN (SEC * 60)
-#define HOUR (MIN * 60)
-#define DAY (HOUR * 24)
 
 static const char *const auth_types[] = {"scram-sha-256", "md5", "trust", NULL};
 static const char *const pool_modes[] = {"transaction", "session", NULL};
@@ -56,7 +48,8 @@ static const char *const log_levels[] = {"error", "warning", "info", "debug", NU
 #define INT_(f, lo, hi) .type = CONFIG_INT, .offset = OFF(f), .min = (lo), .max = (hi)
 #define SIZE_(f, lo, hi) .type = CONFIG_SIZE, .offset = OFF(f), .min = (lo), .max = (hi)
 #define SECS_(f, lo, hi)                                                                           \
-	.type = CONFIG_DURATION, .offset = OFF(f), .min = (lo), .max = (hi), .bare_unit_ms = SEC
+	.type = CONFIG_DURATION, .offset = OFF(f), .min = (lo), .max = (hi),                       \
+	.bare_unit_ms = CONFIG_SEC
 #define MSEC_(f, lo, hi)                                                                           \
 	.type = CONFIG_DURATION, .offset = OFF(f), .min = (lo), .max = (hi), .bare_unit_ms = 1
 #define STR_(f) .type = CONFIG_STRING, .offset = OFF(f)
@@ -97,50 +90,52 @@ static const struct config_entry entries[] = {
      .description = "Server connections per backend, database and user, per worker"},
     {R, .key = "max_client_conn", INT_(max_client_conn, 1, 1000000), .default_value = "10000",
      .reloadable = true, .description = "Client connections accepted in total"},
-    {R, .key = "server_connect_timeout", SECS_(server_connect_timeout_ms, 1, HOUR),
+    {R, .key = "server_connect_timeout", SECS_(server_connect_timeout_ms, 1, CONFIG_HOUR),
      .default_value = "15s", .reloadable = true,
      .description = "Time allowed to connect and log in to a backend"},
-    {R, .key = "query_wait_timeout", SECS_(query_wait_timeout_ms, 0, DAY), .default_value = "2min",
-     .reloadable = true, .description = "Longest wait for a server connection; 0 = forever"},
-    {R, .key = "client_idle_timeout", SECS_(client_idle_timeout_ms, 0, 30 * DAY),
+    {R, .key = "query_wait_timeout", SECS_(query_wait_timeout_ms, 0, CONFIG_DAY),
+     .default_value = "2min", .reloadable = true,
+     .description = "Longest wait for a server connection; 0 = forever"},
+    {R, .key = "client_idle_timeout", SECS_(client_idle_timeout_ms, 0, 30 * CONFIG_DAY),
      .default_value = "0", .reloadable = true,
      .description = "Close clients idle this long; 0 = never"},
-    {R, .key = "server_idle_timeout", SECS_(server_idle_timeout_ms, 0, 30 * DAY),
+    {R, .key = "server_idle_timeout", SECS_(server_idle_timeout_ms, 0, 30 * CONFIG_DAY),
      .default_value = "10min", .reloadable = true,
      .description = "Close pooled server connections idle this long; 0 = never"},
-    {R, .key = "server_lifetime", SECS_(server_lifetime_ms, 0, 30 * DAY), .default_value = "1h",
-     .reloadable = true,
+    {R, .key = "server_lifetime", SECS_(server_lifetime_ms, 0, 30 * CONFIG_DAY),
+     .default_value = "1h", .reloadable = true,
      .description = "Close pooled server connections older than this when released; "
 		    "0 = never"},
     {R, .key = "server_reset_query", STR_(server_reset_query), .default_value = "DISCARD ALL",
      .reloadable = true,
      .description = "Run on a server connection released in session mode; empty = none"},
-    {R, .key = "max_packet_size", SIZE_(max_packet_size, 8 * KB, GB), .default_value = "64MB",
-     .reloadable = true,
+    {R, .key = "max_packet_size", SIZE_(max_packet_size, 8 * CONFIG_KB, CONFIG_GB),
+     .default_value = "64MB", .reloadable = true,
      .description = "Largest protocol message accepted from a client or server"},
     {R, .key = "read_only_functions", LIST_(read_only_functions), .default_value = "",
      .reloadable = true, .flags = CONFIG_F_FUNCNAME,
      .description = "Functions ([schema.]name) that do not write, so a SELECT calling them "
 		    "may go to a replica"},
-    {R, .key = "replica_max_lag_bytes", SIZE_(replica_max_lag_bytes, 0, TB),
+    {R, .key = "replica_max_lag_bytes", SIZE_(replica_max_lag_bytes, 0, CONFIG_TB),
      .default_value = "16MB", .reloadable = true,
      .description = "A replica further behind its primary (WAL bytes) gets no reads"},
-    {R, .key = "replica_max_lag_ms", MSEC_(replica_max_lag_ms, 0, DAY), .default_value = "5000",
-     .reloadable = true, .description = "A replica further behind (replay delay) gets no reads"},
-    {R, .key = "health_check_interval_ms", MSEC_(health_check_interval_ms, 10, HOUR),
+    {R, .key = "replica_max_lag_ms", MSEC_(replica_max_lag_ms, 0, CONFIG_DAY),
+     .default_value = "5000", .reloadable = true,
+     .description = "A replica further behind (replay delay) gets no reads"},
+    {R, .key = "health_check_interval_ms", MSEC_(health_check_interval_ms, 10, CONFIG_HOUR),
      .default_value = "1000", .reloadable = true,
      .description = "How often backends' health and replica lag are measured"},
     {R, .key = "read_your_writes", BOOL_(read_your_writes), .default_value = "on",
      .reloadable = true,
      .description = "After a client's write, its reads go only to replicas that replayed "
 		    "it"},
-    {R, .key = "freeze_timeout_ms", MSEC_(freeze_timeout_ms, 1, HOUR), .default_value = "5000",
-     .reloadable = true,
+    {R, .key = "freeze_timeout_ms", MSEC_(freeze_timeout_ms, 1, CONFIG_HOUR),
+     .default_value = "5000", .reloadable = true,
      .description = "Longest a write waits on a range frozen for a move, then errors"},
-    {R, .key = "catalog_lease_ms", MSEC_(catalog_lease_ms, 100, DAY), .default_value = "10000",
-     .reloadable = true,
+    {R, .key = "catalog_lease_ms", MSEC_(catalog_lease_ms, 100, CONFIG_DAY),
+     .default_value = "10000", .reloadable = true,
      .description = "Without the catalog this long, stop writes to unconfirmed ranges"},
-    {R, .key = "catalog_poll_ms", MSEC_(catalog_poll_ms, 10, HOUR), .default_value = "2000",
+    {R, .key = "catalog_poll_ms", MSEC_(catalog_poll_ms, 10, CONFIG_HOUR), .default_value = "2000",
      .reloadable = true,
      .description = "Epoch poll interval (fallback for LISTEN/NOTIFY); below "
 		    "catalog_lease_ms"},

@@ -14,15 +14,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define KB INT64_C(1024)
-#define MB (KB * 1024)
-#define GB (MB * 1024)
-#define TB (GB * 1024)
-#define SEC INT64_C(1000)
-#define MIN (SEC * 60)
-#define HOUR (MIN * 60)
-#define DAY (HOUR * 24)
-
 static void *field_of(const struct config *cfg, const struct config_entry *e)
 {
 	return (char *)cfg + e->offset;
@@ -65,10 +56,11 @@ struct unit {
 };
 
 static const struct unit size_units[] = {
-    {"TB", TB}, {"GB", GB}, {"MB", MB}, {"kB", KB}, {"B", 1}, {NULL, 0},
+    {"TB", CONFIG_TB}, {"GB", CONFIG_GB}, {"MB", CONFIG_MB}, {"kB", CONFIG_KB}, {"B", 1}, {NULL, 0},
 };
 static const struct unit time_units[] = {
-    {"d", DAY}, {"h", HOUR}, {"min", MIN}, {"s", SEC}, {"ms", 1}, {NULL, 0},
+    {"d", CONFIG_DAY}, {"h", CONFIG_HOUR}, {"min", CONFIG_MIN},
+    {"s", CONFIG_SEC}, {"ms", 1},	   {NULL, 0},
 };
 
 static void format_units(struct config_text *sb, int64_t v, const struct unit *units)

@@ -8,6 +8,8 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "shardmap/hash.h"
+
 /* ---- keywords: an open-addressed hash table built once ---- */
 
 struct kl_kwent {
@@ -560,17 +562,6 @@ bool kl_ident_eq(const char *s, const struct kl_token *t, const char *name, size
 	return n == name_len && memcmp(buf, name, n) == 0;
 }
 
-static int kl_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* One backslash escape at p[0] == '\\' (p < end); appends the byte to *c,
  * returns the bytes consumed, or 0 to decline (\u, \U, \0 and friends). */
 static size_t kl_escape(const char *p, const char *end, char *c)
@@ -598,12 +589,12 @@ static size_t kl_escape(const char *p, const char *end, char *c)
 	case 'U':
 		return 0;
 	case 'x': {
-		int h1 = p + 2 < end ? kl_hexval(p[2]) : -1;
+		int h1 = p + 2 < end ? sm_hex_digit(p[2]) : -1;
 		if (h1 < 0) {
 			*c = 'x';
 			return 2;
 		}
-		int h2 = p + 3 < end ? kl_hexval(p[3]) : -1;
+		int h2 = p + 3 < end ? sm_hex_digit(p[3]) : -1;
 		*c = (char)(h2 < 0 ? h1 : h1 * 16 + h2);
 		return h2 < 0 ? 3 : 4;
 	}

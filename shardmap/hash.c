@@ -41,7 +41,7 @@ void sm_hash_format(uint64_t h, char out[SM_HASH_HEX_LEN + 1])
 	out[SM_HASH_HEX_LEN] = '\0';
 }
 
-static int hash_digit(char c)
+int sm_hex_digit(int c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -65,7 +65,7 @@ int sm_hash_parse(const char *s, uint64_t *out, struct sr_errmsg *em)
 				     "invalid hash \"%.64s\": expected 1 to 16 hex digits", s);
 	uint64_t v = 0;
 	for (size_t i = 0; i < n; i++) {
-		int d = hash_digit(p[i]);
+		int d = sm_hex_digit(p[i]);
 		if (d < 0)
 			return sr_errmsg_set(em, SR_EINVAL,
 					     "invalid hash \"%.64s\": expected 1 to 16 hex digits",

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "shardmap/hash.h"
+
 /* Longest part of an offending value quoted in an error message. */
 #define KEY_MSG_MAX 64
 
@@ -162,17 +164,6 @@ static int key_parse_bigint(const char *s, size_t n, struct sm_key *out, struct 
 	return 0;
 }
 
-static int key_hex_val(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* string_to_uuid of Postgres 15: optional {braces}, 16 hex pairs, one
  * optional '-' after each even byte (every 4 hex digits) but the last. */
 static int key_parse_uuid(const char *s, size_t n, struct sm_key *out, struct sr_errmsg *em)
@@ -188,7 +179,7 @@ static int key_parse_uuid(const char *s, size_t n, struct sm_key *out, struct sr
 	for (int b = 0; b < 16; b++) {
 		if (n - i < 2)
 			return key_bad_syntax(SM_KEY_UUID, s, n, em);
-		int hi = key_hex_val(s[i]), lo = key_hex_val(s[i + 1]);
+		int hi = sm_hex_digit(s[i]), lo = sm_hex_digit(s[i + 1]);
 		if (hi < 0 || lo < 0)
 			return key_bad_syntax(SM_KEY_UUID, s, n, em);
 		bytes[b] = (uint8_t)(hi << 4 | lo);

@@ -123,17 +123,6 @@ static int mapfile_corrupt(struct mapfile_parser *ps, const char *what)
 	return sr_errmsg_set(ps->em, SR_ECORRUPT, "map cache file line %zu: %s", ps->lineno, what);
 }
 
-static int mapfile_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decode a field into a new string; NULL on a bad escape, a %00 or
  * out of memory (*nomem says which). */
 static char *mapfile_decode(struct mapfile_field f, bool *nomem)
@@ -148,8 +137,8 @@ static char *mapfile_decode(struct mapfile_field f, bool *nomem)
 			s[o++] = f.p[i];
 			continue;
 		}
-		int hi = i + 2 < f.n ? mapfile_hexval(f.p[i + 1]) : -1;
-		int lo = hi >= 0 ? mapfile_hexval(f.p[i + 2]) : -1;
+		int hi = i + 2 < f.n ? sm_hex_digit(f.p[i + 1]) : -1;
+		int lo = hi >= 0 ? sm_hex_digit(f.p[i + 2]) : -1;
 		if (lo < 0 || (hi | lo) == 0) {
 			free(s);
 			return NULL;
@@ -193,7 +182,7 @@ static bool mapfile_parse_hex16(struct mapfile_field f, uint64_t *out)
 	if (f.n != SM_HASH_HEX_LEN)
 		return false;
 	for (size_t i = 0; i < f.n; i++) {
-		int d = mapfile_hexval(f.p[i]);
+		int d = sm_hex_digit(f.p[i]);
 		if (d < 0)
 			return false;
 		v = v << 4 | (uint64_t)d;

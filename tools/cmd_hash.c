@@ -27,19 +27,16 @@ struct hash_req {
 static int hash_args(struct ctl *ctl, struct hash_req *h, int argc, char **argv)
 {
 	struct ctl_args a;
-	const char *p;
 	ctl_args_init(&a, argc, argv, "hash");
 	while (ctl_args_next(&a)) {
 		if (ctl_args_common(&a, ctl) || ctl_args_opt(&a, "--type", &h->type_name))
 			continue;
-		if (!(p = ctl_args_positional(&a)) || h->key)
+		if (!ctl_args_take(&a, &h->key))
 			return ctl_args_unknown(&a);
-		h->key = p;
 	}
-	if (a.err)
-		return CTL_EXIT_USAGE;
-	if (ctl->help)
-		return CTL_EXIT_OK;
+	int rc;
+	if (ctl_args_over(&a, ctl, &rc))
+		return rc;
 	if (!h->key)
 		return ctl_usage("hash needs a KEY, e.g. `shardctl hash 42 --type bigint`");
 	struct sr_errmsg em = {{0}};
@@ -74,12 +71,9 @@ static void hash_print(const struct ctl *ctl, const struct hash_req *h, const st
 		if (m)
 			json_uint(&j, "epoch", m->epoch);
 		if (r) {
-			char lo[17], hi[17];
-			snprintf(lo, sizeof(lo), "%016" PRIx64, r->lo);
-			snprintf(hi, sizeof(hi), "%016" PRIx64, r->hi);
 			json_obj(&j, "range");
-			json_str(&j, "lo", lo);
-			json_str(&j, "hi", hi);
+			json_hex(&j, "lo", r->lo);
+			json_hex(&j, "hi", r->hi);
 			json_str(&j, "state", sm_range_state_name(r->state));
 			json_obj_end(&j);
 			json_int(&j, "shard", r->shard_id);
@@ -106,22 +100,14 @@ int cmd_hash(struct ctl *ctl, int argc, char **argv)
 {
 	struct hash_req h = {.key = NULL, .type_name = NULL, .type = SM_KEY_BIGINT, .hash = 0};
 	int rc = hash_args(ctl, &h, argc, argv);
-	if (rc != CTL_EXIT_OK || ctl->help) {
-		if (ctl->help)
-			fputs(hash_help, stdout);
+	if (ctl_args_done(ctl, rc, hash_help))
 		return rc;
-	}
 	struct sm_map *m = NULL;
 	if (ctl->catalog && *ctl->catalog) {
-		PGconn *c = ctl_connect_catalog(ctl, &rc);
-		if (!c)
+		rc = ctl_load_map(ctl, "unset SHARDROUTER_CATALOG to hash without the map", NULL,
+				  &m);
+		if (rc != CTL_EXIT_OK)
 			return rc;
-		struct sr_errmsg em = {{0}};
-		int err = sm_catalog_load(c, &m, &em);
-		PQfinish(c);
-		if (err)
-			return ctl_report(err, &em,
-					  "unset SHARDROUTER_CATALOG to hash without the map");
 		if (!h.type_name && m->n_tables > 0)
 			h.type = m->tables[0].key_type;
 	}

@@ -12,18 +12,9 @@ static const char init_help[] =
 
 int cmd_init(struct ctl *ctl, int argc, char **argv)
 {
-	struct ctl_args a;
-	ctl_args_init(&a, argc, argv, "init");
-	while (ctl_args_next(&a))
-		if (!ctl_args_common(&a, ctl))
-			return ctl_args_unknown(&a);
-	if (a.err)
-		return CTL_EXIT_USAGE;
-	if (ctl->help) {
-		fputs(init_help, stdout);
-		return CTL_EXIT_OK;
-	}
 	int rc;
+	if (ctl_args_none(ctl, argc, argv, "init", init_help, &rc))
+		return rc;
 	PGconn *c = ctl_connect_catalog(ctl, &rc);
 	if (!c)
 		return rc;

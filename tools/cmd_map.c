@@ -5,7 +5,6 @@
  * Single-threaded.
  */
 #include <inttypes.h>
-#include <string.h>
 
 #include "ctl.h"
 #include "shardmap/catalog.h"
@@ -62,10 +61,9 @@ static int map_init_args(struct ctl *ctl, struct map_init *mi, int argc, char **
 		}
 		return ctl_args_unknown(&a);
 	}
-	if (a.err)
-		return CTL_EXIT_USAGE;
-	if (ctl->help)
-		return CTL_EXIT_OK;
+	int rc;
+	if (ctl_args_over(&a, ctl, &rc))
+		return rc;
 	if (!n)
 		return ctl_usage("map init needs --shards N, e.g. `shardctl map init --shards 2`");
 	long long v = ctl_parse_uint(n, MAP_MAX_SHARDS);
@@ -79,20 +77,12 @@ static int map_init(struct ctl *ctl, int argc, char **argv)
 {
 	struct map_init mi = {.n = 0, .force = 0};
 	int rc = map_init_args(ctl, &mi, argc, argv);
-	if (rc != CTL_EXIT_OK || ctl->help) {
-		if (ctl->help)
-			fputs(map_help, stdout);
+	if (ctl_args_done(ctl, rc, map_help))
 		return rc;
-	}
-	PGconn *c = ctl_connect_catalog(ctl, &rc);
-	if (!c)
-		return rc;
-	struct sr_errmsg em = {{0}};
 	uint64_t epoch = 0;
-	int err = sm_catalog_apply(c, map_init_change, &mi, &epoch, &em);
-	PQfinish(c);
-	if (err)
-		return ctl_report(err, &em, NULL);
+	rc = ctl_apply(ctl, map_init_change, &mi, &epoch);
+	if (rc != CTL_EXIT_OK)
+		return rc;
 	printf("map initialised: %" PRIu32 " ranges over shards 0..%" PRIu32 "; epoch %" PRIu64
 	       "\n",
 	       mi.n, mi.n - 1, epoch);
@@ -101,12 +91,8 @@ static int map_init(struct ctl *ctl, int argc, char **argv)
 
 int cmd_map(struct ctl *ctl, int argc, char **argv)
 {
-	if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
-		int ok = argc >= 1 || ctl->help;
-		fputs(map_help, ok ? stdout : stderr);
-		return ok ? CTL_EXIT_OK : CTL_EXIT_USAGE;
-	}
-	if (strcmp(argv[0], "init") == 0)
-		return map_init(ctl, argc - 1, argv + 1);
-	return ctl_usage("unknown subcommand 'map %s'; use `map init --shards N`", argv[0]);
+	static const struct ctl_subcmd subs[] = {{"init", map_init}};
+	static const struct ctl_group g = {"map", map_help, "`map init --shards N`", subs,
+					   sizeof(subs) / sizeof(subs[0])};
+	return ctl_group_run(&g, ctl, argc, argv);
 }

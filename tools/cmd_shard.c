@@ -3,7 +3,6 @@
  * replica conninfo) in the catalog and list them. Single-threaded.
  */
 #include <inttypes.h>
-#include <string.h>
 
 #include "ctl.h"
 #include "shardmap/catalog.h"
@@ -97,25 +96,17 @@ static int shard_add(struct ctl *ctl, int argc, char **argv)
 	struct shard_add sa = {.id = -1, .primary = NULL, .n_replicas = 0, .chosen = -1};
 	int no_check = 0;
 	int rc = shard_add_args(ctl, &sa, &no_check, argc, argv);
-	if (rc != CTL_EXIT_OK || ctl->help) {
-		if (ctl->help)
-			fputs(shard_help, stdout);
+	if (ctl_args_done(ctl, rc, shard_help))
 		return rc;
-	}
 	if (!no_check && shard_check_reachable("the primary", sa.primary) != 0)
 		return ctl_fail("shard not added; fix the primary conninfo, start the server, or "
 				"pass --no-check to register it anyway");
 	for (size_t i = 0; i < sa.n_replicas && !no_check; i++)
 		(void)shard_check_reachable("a replica", sa.replicas[i]);
-	PGconn *c = ctl_connect_catalog(ctl, &rc);
-	if (!c)
-		return rc;
-	struct sr_errmsg em = {{0}};
 	uint64_t epoch = 0;
-	int err = sm_catalog_apply(c, shard_add_change, &sa, &epoch, &em);
-	PQfinish(c);
-	if (err)
-		return ctl_report(err, &em, NULL);
+	rc = ctl_apply(ctl, shard_add_change, &sa, &epoch);
+	if (rc != CTL_EXIT_OK)
+		return rc;
 	printf("shard %" PRId32 " added with %zu replica(s); epoch %" PRIu64 "\n", sa.chosen,
 	       sa.n_replicas, epoch);
 	return CTL_EXIT_OK;
@@ -124,22 +115,12 @@ static int shard_add(struct ctl *ctl, int argc, char **argv)
 static void shard_list_json(const struct sm_map *m)
 {
 	struct ctl_json j;
-	char disp[1024];
 	json_begin(&j);
 	json_uint(&j, "epoch", m->epoch);
 	json_arr(&j, "shards");
 	for (size_t i = 0; i < m->n_shards; i++) {
-		const struct sm_shard *s = &m->shards[i];
 		json_obj(&j, NULL);
-		json_int(&j, "id", s->id);
-		ctl_conninfo_display(s->primary, disp, sizeof(disp));
-		json_str(&j, "primary", disp);
-		json_arr(&j, "replicas");
-		for (size_t r = 0; r < s->n_replicas; r++) {
-			ctl_conninfo_display(s->replicas[r], disp, sizeof(disp));
-			json_str(&j, NULL, disp);
-		}
-		json_arr_end(&j);
+		json_shard_conninfo(&j, &m->shards[i]);
 		json_obj_end(&j);
 	}
 	json_arr_end(&j);
@@ -167,27 +148,13 @@ static void shard_list_text(const struct sm_map *m)
 
 static int shard_list(struct ctl *ctl, int argc, char **argv)
 {
-	struct ctl_args a;
-	ctl_args_init(&a, argc, argv, "shard");
-	while (ctl_args_next(&a))
-		if (!ctl_args_common(&a, ctl))
-			return ctl_args_unknown(&a);
-	if (a.err)
-		return CTL_EXIT_USAGE;
-	if (ctl->help) {
-		fputs(shard_help, stdout);
-		return CTL_EXIT_OK;
-	}
 	int rc;
-	PGconn *c = ctl_connect_catalog(ctl, &rc);
-	if (!c)
+	if (ctl_args_none(ctl, argc, argv, "shard", shard_help, &rc))
 		return rc;
 	struct sm_map *m = NULL;
-	struct sr_errmsg em = {{0}};
-	int err = sm_catalog_load(c, &m, &em);
-	PQfinish(c);
-	if (err)
-		return ctl_report(err, &em, NULL);
+	rc = ctl_load_map(ctl, NULL, NULL, &m);
+	if (rc != CTL_EXIT_OK)
+		return rc;
 	if (ctl->json)
 		shard_list_json(m);
 	else
@@ -198,14 +165,8 @@ static int shard_list(struct ctl *ctl, int argc, char **argv)
 
 int cmd_shard(struct ctl *ctl, int argc, char **argv)
 {
-	if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
-		int ok = argc >= 1 || ctl->help;
-		fputs(shard_help, ok ? stdout : stderr);
-		return ok ? CTL_EXIT_OK : CTL_EXIT_USAGE;
-	}
-	if (strcmp(argv[0], "add") == 0)
-		return shard_add(ctl, argc - 1, argv + 1);
-	if (strcmp(argv[0], "list") == 0)
-		return shard_list(ctl, argc - 1, argv + 1);
-	return ctl_usage("unknown subcommand 'shard %s'; use `shard add` or `shard list`", argv[0]);
+	static const struct ctl_subcmd subs[] = {{"add", shard_add}, {"list", shard_list}};
+	static const struct ctl_group g = {"shard", shard_help, "`shard add` or `shard list`", subs,
+					   sizeof(subs) / sizeof(subs[0])};
+	return ctl_group_run(&g, ctl, argc, argv);
 }

@@ -71,22 +71,20 @@ static int split_parse_range(struct split_req *s, const char *range)
 static int split_args(struct ctl *ctl, struct split_req *s, int argc, char **argv)
 {
 	struct ctl_args a;
-	const char *range = NULL, *at = NULL, *p;
+	const char *range = NULL, *at = NULL;
 	ctl_args_init(&a, argc, argv, "split");
 	while (ctl_args_next(&a)) {
 		if (ctl_args_common(&a, ctl) || ctl_args_opt(&a, "--at", &at))
 			continue;
-		if (!(p = ctl_args_positional(&a)) || range)
+		if (!ctl_args_take(&a, &range))
 			return ctl_args_unknown(&a);
-		range = p;
 	}
-	if (a.err)
-		return CTL_EXIT_USAGE;
-	if (ctl->help)
-		return CTL_EXIT_OK;
+	int rc;
+	if (ctl_args_over(&a, ctl, &rc))
+		return rc;
 	if (!range)
 		return ctl_usage("split needs a RANGE, e.g. `shardctl split 4000000000000000`");
-	int rc = split_parse_range(s, range);
+	rc = split_parse_range(s, range);
 	if (rc)
 		return rc;
 	s->has_at = at != NULL;
@@ -129,20 +127,12 @@ int cmd_split(struct ctl *ctl, int argc, char **argv)
 	struct split_req s;
 	memset(&s, 0, sizeof(s));
 	int rc = split_args(ctl, &s, argc, argv);
-	if (rc != CTL_EXIT_OK || ctl->help) {
-		if (ctl->help)
-			fputs(split_help, stdout);
+	if (ctl_args_done(ctl, rc, split_help))
 		return rc;
-	}
-	PGconn *c = ctl_connect_catalog(ctl, &rc);
-	if (!c)
-		return rc;
-	struct sr_errmsg em = {{0}};
 	uint64_t epoch = 0;
-	int err = sm_catalog_apply(c, split_change, &s, &epoch, &em);
-	PQfinish(c);
-	if (err)
-		return ctl_report(err, &em, NULL);
+	rc = ctl_apply(ctl, split_change, &s, &epoch);
+	if (rc != CTL_EXIT_OK)
+		return rc;
 	split_print(ctl, &s, epoch);
 	return CTL_EXIT_OK;
 }

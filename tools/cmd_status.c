@@ -114,15 +114,12 @@ static void status_free(const struct sm_map *m, struct shard_status *st)
 
 static void json_ranges(struct ctl_json *j, const struct sm_map *m)
 {
-	char lo[17], hi[17];
 	json_arr(j, "ranges");
 	for (size_t i = 0; i < m->n_ranges; i++) {
 		const struct sm_range *r = &m->ranges[i];
-		snprintf(lo, sizeof(lo), "%016" PRIx64, r->lo);
-		snprintf(hi, sizeof(hi), "%016" PRIx64, r->hi);
 		json_obj(j, NULL);
-		json_str(j, "lo", lo);
-		json_str(j, "hi", hi);
+		json_hex(j, "lo", r->lo);
+		json_hex(j, "hi", r->hi);
 		json_int(j, "shard", r->shard_id);
 		json_str(j, "state", sm_range_state_name(r->state));
 		json_obj_end(j);
@@ -160,20 +157,10 @@ static void json_shard_detail(struct ctl_json *j, const struct sm_map *m,
 
 static void json_shards(struct ctl_json *j, const struct sm_map *m, const struct shard_status *st)
 {
-	char disp[1024];
 	json_arr(j, "shards");
 	for (size_t i = 0; i < m->n_shards; i++) {
-		const struct sm_shard *s = &m->shards[i];
 		json_obj(j, NULL);
-		json_int(j, "id", s->id);
-		ctl_conninfo_display(s->primary, disp, sizeof(disp));
-		json_str(j, "primary", disp);
-		json_arr(j, "replicas");
-		for (size_t r = 0; r < s->n_replicas; r++) {
-			ctl_conninfo_display(s->replicas[r], disp, sizeof(disp));
-			json_str(j, NULL, disp);
-		}
-		json_arr_end(j);
+		json_shard_conninfo(j, &m->shards[i]);
 		json_int(j, "ranges", (long long)st[i].n_ranges);
 		json_double(j, "share", st[i].share);
 		json_bool(j, "reachable", st[i].reachable);
@@ -223,14 +210,8 @@ static void status_json(const struct sm_map *m, const struct shard_status *st, P
 	json_ranges(&j, m);
 	json_shards(&j, m, st);
 	json_arr(&j, "tables");
-	for (size_t t = 0; t < m->n_tables; t++) {
-		json_obj(&j, NULL);
-		json_str(&j, "schema", m->tables[t].schema);
-		json_str(&j, "table", m->tables[t].name);
-		json_str(&j, "key_column", m->tables[t].key_column);
-		json_str(&j, "key_type", sm_key_type_name(m->tables[t].key_type));
-		json_obj_end(&j);
-	}
+	for (size_t t = 0; t < m->n_tables; t++)
+		json_table(&j, NULL, &m->tables[t]);
 	json_arr_end(&j);
 	json_routers(&j, rt);
 	json_end(&j);
@@ -308,28 +289,16 @@ static void text_routers(const struct sm_map *m, PGresult *rt)
 
 int cmd_status(struct ctl *ctl, int argc, char **argv)
 {
-	struct ctl_args a;
-	ctl_args_init(&a, argc, argv, "status");
-	while (ctl_args_next(&a))
-		if (!ctl_args_common(&a, ctl))
-			return ctl_args_unknown(&a);
-	if (a.err)
-		return CTL_EXIT_USAGE;
-	if (ctl->help) {
-		fputs(status_help, stdout);
-		return CTL_EXIT_OK;
-	}
 	int rc;
-	PGconn *c = ctl_connect_catalog(ctl, &rc);
-	if (!c)
+	if (ctl_args_none(ctl, argc, argv, "status", status_help, &rc))
 		return rc;
 	struct sm_map *m = NULL;
-	struct sr_errmsg em = {{0}};
-	int err = sm_catalog_load(c, &m, &em);
-	PGresult *rt = err ? NULL : routers_query(c);
+	PGconn *c = NULL;
+	rc = ctl_load_map(ctl, NULL, &c, &m);
+	if (rc != CTL_EXIT_OK)
+		return rc;
+	PGresult *rt = routers_query(c);
 	PQfinish(c);
-	if (err)
-		return ctl_report(err, &em, NULL);
 	struct shard_status *st = status_collect(m);
 	if (!st)
 		rc = ctl_fail("out of memory");

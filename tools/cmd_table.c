@@ -103,14 +103,12 @@ static int table_add_args(struct ctl *ctl, struct table_add *ta, int argc, char 
 		if (ctl_args_common(&a, ctl) || ctl_args_opt(&a, "--key", &key) ||
 		    ctl_args_opt(&a, "--type", &type))
 			continue;
-		if (!(p = ctl_args_positional(&a)) || table)
+		if (!ctl_args_take(&a, &table))
 			return ctl_args_unknown(&a);
-		table = p;
 	}
-	if (a.err)
-		return CTL_EXIT_USAGE;
-	if (ctl->help)
-		return CTL_EXIT_OK;
+	int rc;
+	if (ctl_args_over(&a, ctl, &rc))
+		return rc;
 	if (!table || !key || !type)
 		return ctl_usage("table add needs TABLE --key COLUMN --type bigint|text|uuid, e.g. "
 				 "`shardctl table add orders --key order_id --type bigint`");
@@ -129,20 +127,12 @@ static int table_add(struct ctl *ctl, int argc, char **argv)
 {
 	struct table_add ta;
 	int rc = table_add_args(ctl, &ta, argc, argv);
-	if (rc != CTL_EXIT_OK || ctl->help) {
-		if (ctl->help)
-			fputs(table_help, stdout);
+	if (ctl_args_done(ctl, rc, table_help))
 		return rc;
-	}
-	PGconn *c = ctl_connect_catalog(ctl, &rc);
-	if (!c)
-		return rc;
-	struct sr_errmsg em = {{0}};
 	uint64_t epoch = 0;
-	int err = sm_catalog_apply(c, table_add_change, &ta, &epoch, &em);
-	PQfinish(c);
-	if (err)
-		return ctl_report(err, &em, NULL);
+	rc = ctl_apply(ctl, table_add_change, &ta, &epoch);
+	if (rc != CTL_EXIT_OK)
+		return rc;
 	printf("table %s.%s sharded by %s (%s); epoch %" PRIu64 "\n", ta.schema, ta.name, ta.column,
 	       sm_key_type_name(ta.type), epoch);
 	return CTL_EXIT_OK;
@@ -155,15 +145,8 @@ static void table_list_print(const struct ctl *ctl, const struct sm_map *m)
 		json_begin(&j);
 		json_uint(&j, "epoch", m->epoch);
 		json_arr(&j, "tables");
-		for (size_t i = 0; i < m->n_tables; i++) {
-			const struct sm_table *t = &m->tables[i];
-			json_obj(&j, NULL);
-			json_str(&j, "schema", t->schema);
-			json_str(&j, "table", t->name);
-			json_str(&j, "key_column", t->key_column);
-			json_str(&j, "key_type", sm_key_type_name(t->key_type));
-			json_obj_end(&j);
-		}
+		for (size_t i = 0; i < m->n_tables; i++)
+			json_table(&j, NULL, &m->tables[i]);
 		json_arr_end(&j);
 		json_end(&j);
 		return;
@@ -184,27 +167,13 @@ static void table_list_print(const struct ctl *ctl, const struct sm_map *m)
 
 static int table_list(struct ctl *ctl, int argc, char **argv)
 {
-	struct ctl_args a;
-	ctl_args_init(&a, argc, argv, "table");
-	while (ctl_args_next(&a))
-		if (!ctl_args_common(&a, ctl))
-			return ctl_args_unknown(&a);
-	if (a.err)
-		return CTL_EXIT_USAGE;
-	if (ctl->help) {
-		fputs(table_help, stdout);
-		return CTL_EXIT_OK;
-	}
 	int rc;
-	PGconn *c = ctl_connect_catalog(ctl, &rc);
-	if (!c)
+	if (ctl_args_none(ctl, argc, argv, "table", table_help, &rc))
 		return rc;
 	struct sm_map *m = NULL;
-	struct sr_errmsg em = {{0}};
-	int err = sm_catalog_load(c, &m, &em);
-	PQfinish(c);
-	if (err)
-		return ctl_report(err, &em, NULL);
+	rc = ctl_load_map(ctl, NULL, NULL, &m);
+	if (rc != CTL_EXIT_OK)
+		return rc;
 	table_list_print(ctl, m);
 	sm_map_free(m);
 	return CTL_EXIT_OK;
@@ -212,14 +181,8 @@ static int table_list(struct ctl *ctl, int argc, char **argv)
 
 int cmd_table(struct ctl *ctl, int argc, char **argv)
 {
-	if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
-		int ok = argc >= 1 || ctl->help;
-		fputs(table_help, ok ? stdout : stderr);
-		return ok ? CTL_EXIT_OK : CTL_EXIT_USAGE;
-	}
-	if (strcmp(argv[0], "add") == 0)
-		return table_add(ctl, argc - 1, argv + 1);
-	if (strcmp(argv[0], "list") == 0)
-		return table_list(ctl, argc - 1, argv + 1);
-	return ctl_usage("unknown subcommand 'table %s'; use `table add` or `table list`", argv[0]);
+	static const struct ctl_subcmd subs[] = {{"add", table_add}, {"list", table_list}};
+	static const struct ctl_group g = {"table", table_help, "`table add` or `table list`", subs,
+					   sizeof(subs) / sizeof(subs[0])};
+	return ctl_group_run(&g, ctl, argc, argv);
 }

@@ -1,10 +1,14 @@
 /*
  * ctl.c - shared shardctl plumbing (see tools/ctl.h): messages and exit
- * codes, argument cursor, catalog connection, JSON writer.
+ * codes, argument cursor and --help handling, catalog connection (load the
+ * map, apply a change), JSON writer.
  * Single-threaded.
  */
 #include "ctl.h"
 
+#include "shardmap/hash.h"
+
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +139,57 @@ int ctl_args_unknown(struct ctl_args *a)
 			 a->argv[a->i], a->cmd, a->cmd);
 }
 
+int ctl_args_none(struct ctl *ctl, int argc, char **argv, const char *cmd, const char *help,
+		  int *rc)
+{
+	struct ctl_args a;
+	ctl_args_init(&a, argc, argv, cmd);
+	while (ctl_args_next(&a))
+		if (!ctl_args_common(&a, ctl)) {
+			*rc = ctl_args_unknown(&a);
+			return 1;
+		}
+	*rc = a.err ? CTL_EXIT_USAGE : CTL_EXIT_OK;
+	if (!a.err && ctl->help)
+		fputs(help, stdout);
+	return a.err || ctl->help;
+}
+
+int ctl_args_done(const struct ctl *ctl, int rc, const char *help)
+{
+	if (ctl->help)
+		fputs(help, stdout);
+	return rc != CTL_EXIT_OK || ctl->help;
+}
+
+int ctl_args_over(const struct ctl_args *a, const struct ctl *ctl, int *rc)
+{
+	*rc = a->err ? CTL_EXIT_USAGE : CTL_EXIT_OK;
+	return a->err || ctl->help;
+}
+
+int ctl_args_take(const struct ctl_args *a, const char **slot)
+{
+	const char *p = ctl_args_positional(a);
+	if (!p || *slot)
+		return 0;
+	*slot = p;
+	return 1;
+}
+
+int ctl_group_run(const struct ctl_group *g, struct ctl *ctl, int argc, char **argv)
+{
+	if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
+		int ok = argc >= 1 || ctl->help;
+		fputs(g->help, ok ? stdout : stderr);
+		return ok ? CTL_EXIT_OK : CTL_EXIT_USAGE;
+	}
+	for (size_t i = 0; i < g->n_subs; i++)
+		if (strcmp(argv[0], g->subs[i].name) == 0)
+			return g->subs[i].run(ctl, argc - 1, argv + 1);
+	return ctl_usage("unknown subcommand '%s %s'; use %s", g->name, argv[0], g->hint);
+}
+
 /* ---- connections ------------------------------------------------------ */
 
 PGconn *ctl_connect(const char *conninfo, int timeout_s, struct sr_errmsg *em)
@@ -187,6 +242,37 @@ int ctl_report(int err, const struct sr_errmsg *em, const char *hint)
 	return ctl_fail("%s", text);
 }
 
+int ctl_load_map(const struct ctl *ctl, const char *hint, PGconn **keep, struct sm_map **out)
+{
+	int rc;
+	PGconn *c = ctl_connect_catalog(ctl, &rc);
+	if (!c)
+		return rc;
+	struct sr_errmsg em = {{0}};
+	int err = sm_catalog_load(c, out, &em);
+	if (keep && !err)
+		*keep = c;
+	else
+		PQfinish(c);
+	if (err)
+		return ctl_report(err, &em, hint);
+	return CTL_EXIT_OK;
+}
+
+int ctl_apply(const struct ctl *ctl, sm_catalog_change_fn *fn, void *ctx, uint64_t *epoch)
+{
+	int rc;
+	PGconn *c = ctl_connect_catalog(ctl, &rc);
+	if (!c)
+		return rc;
+	struct sr_errmsg em = {{0}};
+	int err = sm_catalog_apply(c, fn, ctx, epoch, &em);
+	PQfinish(c);
+	if (err)
+		return ctl_report(err, &em, NULL);
+	return CTL_EXIT_OK;
+}
+
 void ctl_conninfo_display(const char *conninfo, char *out, size_t outsz)
 {
 	char *err = NULL;
@@ -228,24 +314,8 @@ long long ctl_parse_uint(const char *s, long long max)
 
 int ctl_parse_hash(const char *s, uint64_t *out)
 {
-	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
-		s += 2;
-	size_t n = strlen(s);
-	if (n < 1 || n > 16)
-		return SR_EINVAL;
-	uint64_t v = 0;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		int d = c >= '0' && c <= '9'   ? c - '0'
-			: c >= 'a' && c <= 'f' ? c - 'a' + 10
-			: c >= 'A' && c <= 'F' ? c - 'A' + 10
-					       : -1;
-		if (d < 0)
-			return SR_EINVAL;
-		v = v << 4 | (uint64_t)d;
-	}
-	*out = v;
-	return 0;
+	struct sr_errmsg em;
+	return sm_hash_parse(s, out, &em);
 }
 
 /* ---- JSON ------------------------------------------------------------- */
@@ -365,4 +435,35 @@ void json_null(struct ctl_json *j, const char *key)
 {
 	json_key(j, key);
 	fputs("null", j->f);
+}
+
+void json_hex(struct ctl_json *j, const char *key, uint64_t val)
+{
+	char hex[17];
+	snprintf(hex, sizeof(hex), "%016" PRIx64, val);
+	json_str(j, key, hex);
+}
+
+void json_shard_conninfo(struct ctl_json *j, const struct sm_shard *s)
+{
+	char disp[1024];
+	json_int(j, "id", s->id);
+	ctl_conninfo_display(s->primary, disp, sizeof(disp));
+	json_str(j, "primary", disp);
+	json_arr(j, "replicas");
+	for (size_t r = 0; r < s->n_replicas; r++) {
+		ctl_conninfo_display(s->replicas[r], disp, sizeof(disp));
+		json_str(j, NULL, disp);
+	}
+	json_arr_end(j);
+}
+
+void json_table(struct ctl_json *j, const char *key, const struct sm_table *t)
+{
+	json_obj(j, key);
+	json_str(j, "schema", t->schema);
+	json_str(j, "table", t->name);
+	json_str(j, "key_column", t->key_column);
+	json_str(j, "key_type", sm_key_type_name(t->key_type));
+	json_obj_end(j);
 }

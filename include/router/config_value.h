@@ -9,9 +9,20 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/err.h"
 #include "router/config.h"
+
+/* Units of CONFIG_SIZE (bytes) and CONFIG_DURATION (milliseconds) values. */
+#define CONFIG_KB INT64_C(1024)
+#define CONFIG_MB (CONFIG_KB * 1024)
+#define CONFIG_GB (CONFIG_MB * 1024)
+#define CONFIG_TB (CONFIG_GB * 1024)
+#define CONFIG_SEC INT64_C(1000)
+#define CONFIG_MIN (CONFIG_SEC * 60)
+#define CONFIG_HOUR (CONFIG_MIN * 60)
+#define CONFIG_DAY (CONFIG_HOUR * 24)
 
 /* Text appended into p[len] with snprintf semantics: always NUL-terminated
  * (when len > 0), truncated when full; need counts the bytes the whole text

@@ -20,6 +20,9 @@ uint64_t sm_hash_key(const struct sm_key *k);
 /* Write h as exactly 16 lowercase hex digits plus NUL into out. */
 void sm_hash_format(uint64_t h, char out[SM_HASH_HEX_LEN + 1]);
 
+/* The value 0..15 of one hex digit (either case), -1 if c is not one. */
+int sm_hex_digit(int c);
+
 /* Parse 1..16 hex digits (either case, optional "0x" prefix). */
 int sm_hash_parse(const char *s, uint64_t *out, struct sr_errmsg *em) SR_MUST_CHECK;
 
