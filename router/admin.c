@@ -14,6 +14,7 @@
 #include <event2/buffer.h>
 
 #include "common/log.h"
+#include "common/version.h"
 #include "router/client.h"
 #include "router/config.h"
 #include "router/keyextract.h"
@@ -26,7 +27,6 @@
 #include "router/worker.h"
 #include "shardmap/hash.h"
 
-#define SHARDROUTER_VERSION "0.1.0"
 
 struct reply {
 	struct client *c;

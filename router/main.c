@@ -16,16 +16,18 @@
 #include <libpq-fe.h>
 
 #include "common/log.h"
+#include "common/version.h"
 #include "router/auth.h"
 #include "router/cancel.h"
+#include "router/catwatch.h"
 #include "router/config.h"
+#include "router/health.h"
 #include "router/tls.h"
 #include "router/topo.h"
 #include "router/worker.h"
 #include "shardmap/catalog.h"
 #include "shardmap/map.h"
 
-#define SHARDROUTER_VERSION "0.1.0"
 
 extern int g_n_workers;
 
@@ -62,7 +64,10 @@ static int load_map(const struct config *cfg, struct sm_map **out, struct sr_err
 {
 	struct sr_errmsg cem = { "" };
 	if (cfg->catalog && *cfg->catalog) {
-		PGconn *conn = PQconnectdb(cfg->catalog);
+		/* connect_timeout first: the catalog's own setting wins if it has one. */
+		const char *keys[] = { "connect_timeout", "dbname", NULL };
+		const char *vals[] = { "5", cfg->catalog, NULL };
+		PGconn *conn = PQconnectdbParams(keys, vals, 1);
 		if (PQstatus(conn) == CONNECTION_OK) {
 			int rc = sm_catalog_load(conn, out, &cem);
 			PQfinish(conn);
@@ -210,6 +215,10 @@ static int start(const char *path, bool daemonize, bool verbose)
 	g_shared.cfg = cfg;
 	g_shared.users = users;
 	atomic_store(&g_shared.gen, 1);
+	if (health_start(&em)) {
+		fprintf(stderr, "shardrouter: %s\n", em.text);
+		return 1;
+	}
 	n_workers = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (n_workers < 1)
 		n_workers = 1;
@@ -231,6 +240,10 @@ static int start(const char *path, bool daemonize, bool verbose)
 				cfg->listen_port);
 			return 1;
 		}
+	if (catwatch_start(cfg, &em)) {
+		fprintf(stderr, "shardrouter: %s\n", em.text);
+		return 1;
+	}
 	log_info("shardrouter %s listening on %s:%d workers=%d shards=%d epoch=%llu",
 		 SHARDROUTER_VERSION, addr, cfg->listen_port, n_workers, t->n_shards,
 		 (unsigned long long)t->map->epoch);
@@ -244,6 +257,8 @@ static int start(const char *path, bool daemonize, bool verbose)
 	event_base_dispatch(main_base);
 	for (int i = 0; i < n_workers; i++)
 		worker_join(&workers[i]);
+	catwatch_stop();
+	health_stop();
 	log_info("shardrouter stopped");
 	return 0;
 }

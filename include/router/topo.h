@@ -24,6 +24,14 @@ const char *backend_role_name(enum backend_role r);
 
 /* Live per-backend state shared across map versions (keyed by conninfo):
  * health published by the health thread, load counters by the workers. */
+#define TOPO_LAT_BUCKETS 17
+/* Upper bounds in microseconds of the latency buckets (last = +Inf). */
+extern const uint64_t topo_latency_bounds_us[TOPO_LAT_BUCKETS - 1];
+
+/* Count one unit's latency on l (any thread; relaxed atomics). */
+struct backend_live;
+void topo_count_latency(struct backend_live *l, uint64_t us);
+
 struct backend_live {
 	atomic_int outstanding;      /* queries running now (all workers) */
 	atomic_ullong queries;       /* completed transactions routed here */
@@ -37,6 +45,13 @@ struct backend_live {
 	atomic_int fail_streak;      /* consecutive checks that found it unhealthy */
 	atomic_int health_reason;    /* enum health_reason of the last check */
 	atomic_llong checked_at_ms;  /* wall clock (ms since the epoch) of it; 0 = never */
+	/* Latency of each unit (Query or batch up to Sync) from forwarding to its
+	 * ReadyForQuery, counted by the worker that relayed it. Bucket i counts
+	 * units with latency <= topo_latency_bounds_us[i] (and > bucket i-1);
+	 * the last bucket is +Inf. Counters only grow. */
+	atomic_ullong lat_bucket[TOPO_LAT_BUCKETS];
+	atomic_ullong lat_sum_us;
+	atomic_ullong lat_count;
 };
 
 struct backend {

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# t_catalog_watch.sh - the router's catalog watcher (router/catwatch.c, SPEC §3):
+# registration and heartbeats in shardrouter.routers; a shardctl change reaches the
+# running router by NOTIFY (admin SHOW SHARDMAP) and is acked (acked_epoch); after the
+# watcher's connection is killed it reconnects and still gets changes; a change made
+# without NOTIFY arrives by the epoch poll; the catalog lease expires while the catalog
+# refuses connections and is regained when it is back; the watcher rewrites the map
+# cache, so the router starts from it with the catalog down and serves queries by key;
+# with neither catalog nor cache it refuses to start, naming the cache.
+# Needs: tests/harness (2 shards x 1 replica), psql. Binaries: $BUILD/shardrouter,
+# $BUILD/shardctl. Propagation times are printed as diagnostics ("# ... ms").
+set -u
+. "$(dirname "$0")/../harness/lib.sh"
+. "$(dirname "$0")/../harness/shop.sh"
+
+cluster_up 2 1
+trap 'router_stop; cluster_down' EXIT
+shop_setup 2
+t_is "shop schema and catalog" "$?" 0
+
+free_port() {
+	local p
+	while :; do
+		p=$((27700 + RANDOM % 800))
+		ss -ltn | grep -q ":$p " || { echo "$p"; return; }
+	done
+}
+PORT=$(free_port)
+DIR=$CLUSTER_DIR/router
+LOG=$DIR/router.log
+admin() { PGPASSWORD=admin psql -X -A -t -q -h 127.0.0.1 -p "$PORT" -U admin -d shardrouter -c "$1"; }
+app() { PGPASSWORD=app psql -X -A -t -q -h 127.0.0.1 -p "$PORT" -U app -d shop -c "$1"; }
+cat_sql() { psql_at "$SHARD0_PRIMARY_PORT" shardrouter "$1"; }
+cat_epoch() { cat_sql "SELECT epoch FROM shardrouter.meta"; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+map_rows() { admin 'SHOW SHARDMAP' | wc -l; }
+map_epoch() { admin 'SHOW SHARDMAP' | head -n 1 | cut -d'|' -f5; }
+acked() { cat_sql "SELECT acked_epoch FROM shardrouter.routers WHERE pid = $ROUTER_PID"; }
+watcher_pid() {
+	cat_sql "SELECT pid FROM pg_stat_activity WHERE datname = 'shardrouter'
+		 AND application_name = 'shardrouter-catwatch'"
+}
+
+# wait_ms MS CMD...: poll CMD every 20 ms for up to MS; prints the elapsed ms.
+wait_ms() {
+	local limit=$1 t0 t
+	shift
+	t0=$(now_ms)
+	while :; do
+		t=$(($(now_ms) - t0))
+		if "$@" >/dev/null 2>&1; then
+			echo "$t"
+			return 0
+		fi
+		[ "$t" -lt "$limit" ] || { echo "$t"; return 1; }
+		sleep 0.02
+	done
+}
+# map_at ROWS EPOCH: the router's map has ROWS ranges at EPOCH, and it acked EPOCH.
+map_at() { [ "$(map_rows)" = "$1" ] && [ "$(map_epoch)" = "$2" ] && [ "$(acked)" = "$2" ]; }
+
+router_start "$PORT" "catalog_poll_ms = 500" "catalog_lease_ms = 3000"
+t_is "router starts" "$?" 0
+
+# --- registration and heartbeat -------------------------------------------------
+wait_until 3 test "$(acked)" = "$(cat_epoch)"
+t_is "registered in shardrouter.routers with acked_epoch = the catalog epoch" \
+	"$(acked)" "$(cat_epoch)"
+t_like "router_id is host:port:pid" \
+	"$(cat_sql "SELECT router_id FROM shardrouter.routers WHERE pid = $ROUTER_PID")" \
+	":$PORT:$ROUTER_PID\$"
+t_is "version 0.1.0" \
+	"$(cat_sql "SELECT version FROM shardrouter.routers WHERE pid = $ROUTER_PID")" 0.1.0
+hb1=$(cat_sql "SELECT heartbeat_at FROM shardrouter.routers WHERE pid = $ROUTER_PID")
+sleep 1.2
+t_is "heartbeat_at advances (catalog_poll_ms = 500)" \
+	"$(cat_sql "SELECT heartbeat_at > '$hb1' FROM shardrouter.routers WHERE pid = $ROUTER_PID")" t
+t_is "the watcher LISTENs on its own connection" "$(watcher_pid | wc -l)" 1
+t_is "a row to read by key later" "$(app "INSERT INTO orders (order_id, status) VALUES (42, 'new')
+	RETURNING order_id")" 42
+
+# --- (a) a shardctl change arrives by NOTIFY ------------------------------------
+rows0=$(map_rows)
+ep0=$(cat_epoch)
+t_is "the router serves the catalog's map" "$(map_epoch)" "$ep0"
+lo=$(admin 'SHOW SHARDMAP' | head -n 1 | cut -d'|' -f1)
+t_ok "shardctl split $lo" "$BUILD/shardctl" split "$lo"
+ep1=$(cat_epoch)
+t_is "the split bumped the catalog epoch" "$ep1" $((ep0 + 1))
+ms=$(wait_ms 1000 map_at $((rows0 + 1)) "$ep1")
+t_is "(a) within 1 s: SHOW SHARDMAP has one more range at epoch $ep1, acked_epoch = $ep1" \
+	"$(map_rows)|$(map_epoch)|$(acked)" "$((rows0 + 1))|$ep1|$ep1"
+t_diag "split reached the router and was acked in ${ms} ms"
+t_like "the swap was triggered by the NOTIFY (logged)" "$(grep 'map epoch' "$LOG")" \
+	"map epoch $ep0 -> $ep1 \\(notify\\)"
+
+# --- (b) the LISTEN connection is killed ----------------------------------------
+wpid=$(watcher_pid)
+t_is "terminate the watcher's connection" \
+	"$(cat_sql "SELECT pg_terminate_backend($wpid)")" t
+lo2=$(admin 'SHOW SHARDMAP' | sed -n 2p | cut -d'|' -f1)
+t_ok "shardctl split $lo2 right after" "$BUILD/shardctl" split "$lo2"
+ep2=$(cat_epoch)
+ms=$(wait_ms 3000 map_at $((rows0 + 2)) "$ep2")
+t_is "(b) the change still arrives (within 3 s)" \
+	"$(map_rows)|$(map_epoch)|$(acked)" "$((rows0 + 2))|$ep2|$ep2"
+t_diag "change after the kill arrived in ${ms} ms"
+t_like "... found by the check after reconnecting or by NOTIFY on the new connection" \
+	"$(grep 'map epoch' "$LOG")" "map epoch $ep1 -> $ep2 \\((connect|notify)\\)"
+wait_until 3 test -n "$(watcher_pid)"
+new=$(watcher_pid)
+t_ok "the watcher reconnected (new backend $new, was $wpid)" \
+	test -n "$new" -a "$new" != "$wpid"
+
+# A change that sends no NOTIFY at all (as if it were lost): only the poll finds it.
+cat_sql "UPDATE shardrouter.ranges SET state = 'frozen' WHERE lo = '$lo';
+	 UPDATE shardrouter.meta SET epoch = epoch + 1" >/dev/null
+ep3=$(cat_epoch)
+ms=$(wait_ms 3000 map_at $((rows0 + 2)) "$ep3")
+t_is "(b) a change without NOTIFY arrives by the epoch poll" "$(map_epoch)|$(acked)" "$ep3|$ep3"
+t_diag "change without NOTIFY arrived in ${ms} ms (poll 500 ms)"
+t_like "... found by the poll (logged)" "$(grep 'map epoch' "$LOG")" "map epoch $ep2 -> $ep3 \\(poll\\)"
+t_is "... with its content (range $lo frozen)" \
+	"$(admin 'SHOW SHARDMAP' | awk -F'|' -v lo="$lo" '$1 == lo { print $4 }')" frozen
+cat_sql "UPDATE shardrouter.ranges SET state = 'active' WHERE lo = '$lo';
+	 UPDATE shardrouter.meta SET epoch = epoch + 1" >/dev/null
+ep4=$(cat_epoch)
+wait_ms 3000 map_at $((rows0 + 2)) "$ep4" >/dev/null
+t_is "and back to active" "$(map_epoch)|$(acked)" "$ep4|$ep4"
+
+# --- lease: the catalog refuses connections for longer than catalog_lease_ms ----
+t_is "no lease message so far" "$(grep -c 'catalog lease' "$LOG")" 0
+psql_at "$SHARD0_PRIMARY_PORT" postgres \
+	"ALTER DATABASE shardrouter WITH ALLOW_CONNECTIONS false" >/dev/null
+psql_at "$SHARD0_PRIMARY_PORT" postgres "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+	WHERE datname = 'shardrouter' AND application_name = 'shardrouter-catwatch'" >/dev/null
+ms=$(wait_ms 8000 grep -q 'catalog lease expired' "$LOG")
+t_ok "the lease expires (logged) while the catalog is unreachable" \
+	grep -q 'catalog lease expired' "$LOG"
+t_diag "lease expiry logged ${ms} ms after the catalog went away (lease 3000 ms)"
+t_is "reads still work without the catalog" "$(app 'SELECT order_id FROM orders WHERE order_id = 42')" 42
+psql_at "$SHARD0_PRIMARY_PORT" postgres \
+	"ALTER DATABASE shardrouter WITH ALLOW_CONNECTIONS true" >/dev/null
+ms=$(wait_ms 8000 grep -q 'catalog lease regained' "$LOG")
+t_ok "the lease is regained once the catalog is back" grep -q 'catalog lease regained' "$LOG"
+t_diag "lease regained ${ms} ms after the catalog came back"
+wait_until 3 test "$(acked)" = "$ep4"
+t_is "still acked at epoch $ep4" "$(acked)" "$ep4"
+
+# --- (c) start from the cache file with the catalog down ------------------------
+old_pid=$ROUTER_PID
+router_stop
+t_is "a clean stop unregisters the router" \
+	"$(cat_sql "SELECT count(*) FROM shardrouter.routers WHERE pid = $old_pid")" 0
+t_like "the cache file holds the latest map (written by the watcher)" \
+	"$(grep '^epoch ' "$DIR/map.cache")" "^epoch $ep4\$"
+sed "s|^catalog = .*|catalog = host=127.0.0.1 port=1 dbname=x user=x connect_timeout=2|" \
+	"$DIR/shardrouter.ini" >"$DIR/down.ini"
+"$BUILD/shardrouter" -c "$DIR/down.ini" >"$DIR/down.log" 2>&1 &
+ROUTER_PID=$!
+LOG=$DIR/down.log
+wait_until 10 app 'SELECT 1'
+t_is "(c) starts with the catalog down and serves a query by key" \
+	"$(app 'SELECT order_id FROM orders WHERE order_id = 42')" 42
+t_is "... with the cached map (epoch $ep4)" "$(map_epoch)" "$ep4"
+t_like "... and says it started from the cache" "$(cat "$LOG")" "started from the map cache"
+sleep 1
+t_ok "... and keeps running while the watcher retries" kill -0 "$ROUTER_PID"
+t_like "... the watcher logged why it cannot reach the catalog" "$(cat "$LOG")" \
+	"catalog watcher: cannot connect to the catalog"
+router_stop
+
+sed "s|^map_cache = .*|map_cache = $DIR/no-such.cache|" "$DIR/down.ini" >"$DIR/none.ini"
+out=$(timeout 30 "$BUILD/shardrouter" -c "$DIR/none.ini" 2>&1)
+rc=$?
+t_ok "(c) with neither catalog nor cache it refuses to start (exit $rc)" \
+	test "$rc" -ne 0 -a "$rc" -ne 124
+t_like "... with a message naming the cache file" "$out" "cache file .*no-such.cache"
+
+t_is "no sanitizer reports in the router logs (MODE=asan)" \
+	"$(cat "$DIR"/router.log "$DIR"/down.log | grep -c 'Sanitizer')" 0
+
+t_done
