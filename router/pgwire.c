@@ -342,7 +342,8 @@ int pw_quote_literal(const char *s, char *out, size_t out_len)
 		return SR_ETOOBIG;
 	out[o++] = '\'';
 	for (; *s; s++) {
-		if (o + 3 >= out_len)
+		size_t need = *s == '\'' ? 2 : 1;
+		if (o + need + 2 > out_len) /* the character(s), closing quote, NUL */
 			return SR_ETOOBIG;
 		if (*s == '\'')
 			out[o++] = '\'';

@@ -3,6 +3,7 @@
  */
 #include "router/server.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,12 @@
 #define RELAY_HIGH_WATER (4u << 20)
 
 static uint64_t next_server_id = 1;
+static atomic_int n_servers;
+
+int server_count(void)
+{
+	return atomic_load(&n_servers);
+}
 
 static uint64_t now_ms(void)
 {
@@ -69,8 +76,15 @@ int server_push_req(struct server *s, enum srv_req_kind kind, bool drop)
 		s->q_cap = nc;
 		s->q_head = 0;
 	}
-	s->q[(s->q_head + s->q_len) % s->q_cap] =
-		(struct srv_req){ .kind = (uint8_t)kind, .drop = drop, .capture = false };
+	uint64_t start = 0;
+	if (!drop && (kind == REQ_QUERY || kind == REQ_SYNC)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		start = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	}
+	s->q[(s->q_head + s->q_len) % s->q_cap] = (struct srv_req){
+		.kind = (uint8_t)kind, .drop = drop, .capture = false, .start_us = start
+	};
 	s->q_len++;
 	return 0;
 }
@@ -164,8 +178,10 @@ void server_free(struct server *s)
 {
 	if (!s)
 		return;
-	if (s->bev)
+	if (s->bev) {
 		bufferevent_free(s->bev);
+		atomic_fetch_sub(&n_servers, 1);
+	}
 	auth_backend_free(s->auth);
 	for (int i = 0; i < s->n_stmts; i++)
 		free(s->stmts[i].name);
@@ -330,6 +346,12 @@ static bool relay_msg(struct server *s, struct evbuffer *in, char type, uint32_t
 		uint8_t hdr[6];
 		evbuffer_copyout(in, hdr, 6);
 		s->txstatus = (char)hdr[5];
+		if (h && h->start_us && s->live) {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			uint64_t now = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+			topo_count_latency(s->live, now > h->start_us ? now - h->start_us : 0);
+		}
 		q_pop(s);
 		if (!drop && s->client && client_visible_status(s->client, s->txstatus) != s->txstatus) {
 			evbuffer_drain(in, total);
@@ -489,8 +511,9 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
 	(void)bev;
 	struct server *s = arg;
 	if (what & BEV_EVENT_CONNECTED) {
-		const char *kv[] = { "user", s->pool->user, "database", s->pool->db,
-				     "application_name", "shardrouter", NULL };
+		/* Only user and database: everything else is the client's session
+		 * state, replayed with SET when a client is attached. */
+		const char *kv[] = { "user", s->pool->user, "database", s->pool->db, NULL };
 		s->state = SRV_LOGIN;
 		evutil_make_socket_closeonexec(bufferevent_getfd(s->bev));
 		int one = 1;
@@ -532,6 +555,7 @@ struct server *server_connect(struct pool *p)
 		free(s);
 		return NULL;
 	}
+	atomic_fetch_add(&n_servers, 1);
 	bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
 	bufferevent_set_max_single_read(s->bev, 256 * 1024);
 	bufferevent_setwatermark(s->bev, EV_WRITE, RELAY_HIGH_WATER / 2, 0);
@@ -543,6 +567,7 @@ struct server *server_connect(struct pool *p)
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	if (bufferevent_socket_connect_hostname(s->bev, NULL, AF_UNSPEC, p->host, atoi(p->port)) != 0) {
 		bufferevent_free(s->bev);
+		atomic_fetch_sub(&n_servers, 1);
 		free(s);
 		return NULL;
 	}

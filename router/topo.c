@@ -9,6 +9,22 @@
 
 #include <libpq-fe.h>
 
+const uint64_t topo_latency_bounds_us[TOPO_LAT_BUCKETS - 1] = {
+	100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
+	1000000, 2500000, 5000000, 10000000,
+};
+
+void topo_count_latency(struct backend_live *l, uint64_t us)
+{
+	int i = 0;
+	while (i < TOPO_LAT_BUCKETS - 1 && us > topo_latency_bounds_us[i])
+		i++;
+	atomic_fetch_add_explicit(&l->lat_bucket[i], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&l->lat_sum_us, us, memory_order_relaxed);
+	atomic_fetch_add_explicit(&l->lat_count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&l->queries, 1, memory_order_relaxed);
+}
+
 const char *backend_role_name(enum backend_role r)
 {
 	switch (r) {

@@ -16,6 +16,7 @@
 
 #include "common/log.h"
 #include "router/admin.h"
+#include "router/catwatch.h"
 #include "router/client.h"
 #include "router/config.h"
 #include "router/funcs.h"
@@ -114,8 +115,9 @@ incomplete:
 /* ---- analysis ---------------------------------------------------------------- */
 
 struct noted_set {
-	const char *name, *value;
+	const char *value;       /* into the statement text */
 	size_t name_len, value_len;
+	char name[64];           /* copied: the extractor may fold it into its own buffer */
 };
 
 struct analysis {
@@ -125,6 +127,7 @@ struct analysis {
 	bool has_begin, begin_ro;
 	bool sr_set;                 /* SET/RESET shardrouter.* */
 	const char *sr_name, *sr_value;
+	char sr_name_buf[64];
 	size_t sr_name_len, sr_value_len;
 	bool sr_reset;
 	const char *unsupported;     /* session feature refused in transaction pooling */
@@ -220,8 +223,13 @@ static void note_kind(struct client *c, struct analysis *a, const struct kx_resu
 	    r->set_name_len > 12 && strncasecmp(r->set_name, "shardrouter.", 12) == 0) {
 		a->sr_set = true;
 		a->sr_reset = r->stmt == KX_STMT_RESET || !r->set_value;
-		a->sr_name = r->set_name + 12;
+		/* r (and a name it folded into r->name_buf) dies before a is used */
 		a->sr_name_len = r->set_name_len - 12;
+		if (a->sr_name_len >= sizeof(a->sr_name_buf))
+			a->sr_name_len = sizeof(a->sr_name_buf) - 1;
+		memcpy(a->sr_name_buf, r->set_name + 12, a->sr_name_len);
+		a->sr_name_buf[a->sr_name_len] = '\0';
+		a->sr_name = a->sr_name_buf;
 		a->sr_value = r->set_value;
 		a->sr_value_len = r->set_value_len;
 	}
@@ -234,17 +242,15 @@ static void analyse_statement(struct client *c, struct analysis *a, const struct
 		return;
 	if ((r->stmt == KX_STMT_SET || r->stmt == KX_STMT_RESET) && !r->set_local && r->set_name &&
 	    a->n_sets < MAX_NOTED_SETS) {
-		struct noted_set *ns = &a->sets[a->n_sets++];
-		ns->name = r->set_name;
-		ns->name_len = r->set_name_len;
-		ns->value = r->stmt == KX_STMT_SET ? r->set_value : NULL;
-		ns->value_len = r->stmt == KX_STMT_SET ? r->set_value_len : 0;
-		if (ns->name == r->name_buf) /* name_buf dies with r: only "all"/"timezone" */
-			ns->name = name_is(r->set_name, r->set_name_len, "timezone") ? "timezone"
-				   : name_is(r->set_name, r->set_name_len, "all")    ? "all"
-										 : NULL;
-		if (!ns->name)
-			a->n_sets--;
+		struct noted_set *ns = &a->sets[a->n_sets];
+		if (r->set_name_len < sizeof(ns->name)) {
+			memcpy(ns->name, r->set_name, r->set_name_len);
+			ns->name[r->set_name_len] = '\0';
+			ns->name_len = r->set_name_len;
+			ns->value = r->stmt == KX_STMT_SET ? r->set_value : NULL;
+			ns->value_len = r->stmt == KX_STMT_SET ? r->set_value_len : 0;
+			a->n_sets++;
+		}
 	}
 	uint64_t hashes[64];
 	size_t n;
@@ -544,6 +550,7 @@ static void local_done(struct client *c, const struct unit *u, const uint8_t *da
 static void reply_error(struct client *c, const struct unit *u, const char *sqlstate,
 			const char *msg, const char *detail, const char *hint)
 {
+	worker_count_route_error(sqlstate);
 	drain_unit(c, u);
 	client_error(c, false, sqlstate, msg, detail, hint);
 	if (!u->simple && !u->ends_sync)
@@ -841,8 +848,8 @@ static void note_bind_set(struct client *c, const char *stmt)
 	if (!p || p->kx_gen != c->w->topo_gen)
 		return;
 	const struct kx_result *r = &p->kx;
-	if ((r->stmt != KX_STMT_SET && r->stmt != KX_STMT_RESET) || r->set_local || !r->set_name ||
-	    r->set_name == r->name_buf)
+	/* r is the statement's cached analysis: its name_buf lives as long as p */
+	if ((r->stmt != KX_STMT_SET && r->stmt != KX_STMT_RESET) || r->set_local || !r->set_name)
 		return;
 	if (session_note_set(c, r->set_name, r->set_name_len,
 			     r->stmt == KX_STMT_SET ? r->set_value : NULL,
@@ -1039,6 +1046,17 @@ static bool place_unit(struct client *c, const struct unit *u, const struct anal
 		client_detach_server(c);
 		c->state = CL_IDLE;
 	}
+	if (primary && a->ru.has_hash && !catwatch_lease_ok()) {
+		/* SPEC 3: without the catalog for longer than catalog_lease_ms the
+		 * router cannot know whether this range moved: no writes to it. */
+		char msg[256];
+		snprintf(msg, sizeof(msg),
+			 "shardrouter cannot confirm the owner of this key's range: the catalog has "
+			 "been unreachable for longer than catalog_lease_ms; writes are refused, "
+			 "reads go on");
+		reply_error(c, u, "25006", msg, NULL, "Check the catalog database and the router log.");
+		return false;
+	}
 	if (worker_shard_paused(shard)) {
 		/* PAUSE: the transaction starts after RESUME (kick_cb re-runs it). */
 		c->paused_wait = true;
@@ -1158,10 +1176,8 @@ bool unit_step(struct client *c)
 		snprintf(a.ru.hint, sizeof(a.ru.hint),
 			 "The next transaction may run on another server connection.");
 	}
-	if (a.ru.error) {
-		atomic_fetch_add_explicit(&g_shared.stat_route_errors, 1, memory_order_relaxed);
+	if (a.ru.error)
 		return route_failed(c, &u, &a) && c->state != CL_CLOSING;
-	}
 	if (!place_unit(c, &u, &a))
 		/* answered with an error: go on; waiting, paused or blocked: stop */
 		return !c->blocked && !c->paused_wait &&

@@ -229,6 +229,35 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	client_accept(w, fd, peer);
 }
 
+const char *route_err_kind_name(enum route_err_kind k)
+{
+	switch (k) {
+	case ROUTE_ERR_NOT_SUPPORTED: return "not_supported";
+	case ROUTE_ERR_BAD_KEY: return "bad_key";
+	case ROUTE_ERR_LEASE: return "catalog_lease";
+	case ROUTE_ERR_ABORTED: return "aborted_transaction";
+	case ROUTE_ERR_OTHER: return "other";
+	case ROUTE_ERR_KINDS: break;
+	}
+	return "other";
+}
+
+void worker_count_route_error(const char *sqlstate)
+{
+	enum route_err_kind k = ROUTE_ERR_OTHER;
+	if (strcmp(sqlstate, "0A000") == 0)
+		k = ROUTE_ERR_NOT_SUPPORTED;
+	else if (strcmp(sqlstate, "22P02") == 0 || strcmp(sqlstate, "23502") == 0 ||
+		 strcmp(sqlstate, "22023") == 0)
+		k = ROUTE_ERR_BAD_KEY;
+	else if (strcmp(sqlstate, "25006") == 0)
+		k = ROUTE_ERR_LEASE;
+	else if (strcmp(sqlstate, "25P02") == 0)
+		k = ROUTE_ERR_ABORTED;
+	atomic_fetch_add_explicit(&g_shared.stat_route_errors, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&g_shared.stat_route_errors_by[k], 1, memory_order_relaxed);
+}
+
 static struct worker *all_workers;
 static int n_all_workers;
 

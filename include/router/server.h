@@ -50,6 +50,7 @@ struct srv_req {
 	uint8_t kind; /* enum srv_req_kind */
 	bool drop;    /* injected by the router: do not forward the response */
 	bool capture; /* its one-column DataRow is the client's write LSN */
+	uint64_t start_us; /* REQ_QUERY/REQ_SYNC sent by the client: when forwarded */
 };
 
 /* A statement prepared on this server: name and a hash of text + types. */
@@ -91,6 +92,9 @@ struct server {
 	bool reset_pending;         /* session mode: run server_reset_query */
 	bool broken;                /* protocol state unknown: never reuse */
 };
+
+/* Server connections of the whole process (all workers). Any thread. */
+int server_count(void);
 
 /* Open a new connection for pool p. The server enters SRV_CONNECTING; when
  * logged in it is handed to pool via pool_server_ready(). NULL on ENOMEM. */

@@ -28,6 +28,18 @@ struct server;
 struct pool;
 struct auth_userlist;
 
+/* Why a unit was refused at routing time (metrics label "reason"). */
+enum route_err_kind {
+	ROUTE_ERR_NOT_SUPPORTED = 0, /* 0A000: keyless, cross-shard, session feature */
+	ROUTE_ERR_BAD_KEY,           /* 22P02/23502/22023: key value or hint invalid */
+	ROUTE_ERR_LEASE,             /* 25006: catalog lease expired */
+	ROUTE_ERR_ABORTED,           /* 25P02: transaction already rolled back */
+	ROUTE_ERR_OTHER,
+	ROUTE_ERR_KINDS,
+};
+const char *route_err_kind_name(enum route_err_kind k);
+void worker_count_route_error(const char *sqlstate);
+
 /* Process-wide state the main thread swaps on reload; workers pick up a new
  * generation at the start of a client session or transaction. */
 struct shared {
@@ -40,6 +52,7 @@ struct shared {
 	atomic_ullong paused_shards; /* PAUSE <shard>: bit per shard id < 64 */
 	atomic_ullong stat_units;    /* routed units (queries/batches) */
 	atomic_ullong stat_route_errors;
+	atomic_ullong stat_route_errors_by[ROUTE_ERR_KINDS]; /* enum route_err_kind */
 	atomic_ullong stat_logins;
 };
 
