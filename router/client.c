@@ -307,7 +307,9 @@ void client_note_write_lsn(struct client *c, int32_t shard, int64_t lsn)
 }
 
 /* read_your_writes: after a transaction on a primary, ask it for its WAL
- * position (>= the commit) before letting the server go; later reads on
+ * insert position before letting the server go - the insert position, not
+ * the write position, because with synchronous_commit = off the commit
+ * record may not be written yet when the commit returns; later reads on
  * that shard only use replicas that have replayed it. One extra round trip
  * per write transaction, on the same connection. True when the question
  * was sent (the server stays attached until it is answered). */
@@ -319,7 +321,7 @@ static bool ask_write_lsn(struct client *c)
 		return false;
 	c->tx_wrote = false;
 	if (pw_write_query(server_output(s),
-			   "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint") ||
+			   "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint") ||
 	    server_push_req(s, REQ_QUERY, true)) {
 		s->broken = true;
 		return false;
