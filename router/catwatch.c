@@ -298,6 +298,7 @@ static int cw_reload(struct catwatch *w, uint64_t pub, const char *why, bool *co
 	}
 	topo_ref(t);
 	topo_publish(t);
+	worker_kick_all(); /* writes waiting on a frozen range see the new map now */
 	log_info("map epoch %" PRIu64 " -> %" PRIu64 " (%s)", pub, ep, why);
 	cw_save_cache(w, t->map);
 	topo_unref(t);

@@ -101,6 +101,10 @@ static bool apply_hint_key(struct route_unit *u, const struct topo *t, const str
 	}
 	u->has_hash = true;
 	u->hash = h;
+	if (rg->state == SM_RANGE_FROZEN && !u->frozen) {
+		u->frozen = true;
+		u->frozen_lo = rg->lo;
+	}
 	set_shard(u, rg->shard_id, "shard_key hint");
 	return true;
 }
@@ -135,6 +139,10 @@ static void route_keys(struct route_unit *u, const struct topo *t, const struct 
 			fail(u, "XX000", NULL, "shard map has no range for hash %016llx",
 			     (unsigned long long)hashes[i]);
 			return;
+		}
+		if (rg->state == SM_RANGE_FROZEN && !u->frozen) {
+			u->frozen = true;
+			u->frozen_lo = rg->lo;
 		}
 		if (first >= 0 && rg->shard_id != first) {
 			fail(u, "0A000",

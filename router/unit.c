@@ -991,6 +991,57 @@ static bool acquire(struct client *c, int backend)
 	return false;
 }
 
+static bool bound_tx(const struct client *c, const struct server *s)
+{
+	return (c->in_tx || s->txstatus != 'I') && !c->held_begin;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/*
+ * A write to a range that a move has frozen. A new transaction waits (like
+ * PAUSE) until the map changes - cutover makes the target the owner, or an
+ * abort unfreezes - and is refused after freeze_timeout_ms. A transaction
+ * that already runs cannot wait for a cutover that would move its range
+ * away: it is refused at once with a retryable error. Returns true when the
+ * unit may go on (the range is not frozen any more).
+ */
+static bool frozen_check(struct client *c, const struct unit *u, const struct analysis *a,
+			 bool in_bound_tx)
+{
+	char lo[17], msg[320];
+	sm_hash_format(a->ru.frozen_lo, lo);
+	if (in_bound_tx) {
+		snprintf(msg, sizeof(msg),
+			 "key range %s is frozen for a move; this transaction was rolled back", lo);
+		abort_transaction(c);
+		reply_error(c, u, "40001", msg, NULL, "Retry the transaction.");
+		return false;
+	}
+	uint64_t now = mono_ms();
+	if (!c->frozen_since_ms)
+		c->frozen_since_ms = now;
+	if (now - c->frozen_since_ms > (uint64_t)c->w->cfg->freeze_timeout_ms) {
+		c->frozen_since_ms = 0;
+		snprintf(msg, sizeof(msg),
+			 "write on key range %s waited longer than freeze_timeout_ms (%lld ms) for a "
+			 "move to finish; nothing was applied",
+			 lo, (long long)c->w->cfg->freeze_timeout_ms);
+		if (c->held_begin || c->in_tx)
+			abort_transaction(c);
+		reply_error(c, u, "55P03", msg, NULL, "Retry the transaction.");
+		return false;
+	}
+	c->paused_wait = true; /* kick_cb re-runs the unit on a map change or each second */
+	bufferevent_disable(c->bev, EV_READ);
+	return false;
+}
+
 /* Decide where the unit runs; attach a server if needed. True when c has
  * the right server attached and the unit can be forwarded now. */
 static bool place_unit(struct client *c, const struct unit *u, const struct analysis *a)
@@ -1057,6 +1108,9 @@ static bool place_unit(struct client *c, const struct unit *u, const struct anal
 		reply_error(c, u, "25006", msg, NULL, "Check the catalog database and the router log.");
 		return false;
 	}
+	if (primary && a->ru.frozen && !frozen_check(c, u, a, s != NULL && bound_tx(c, s)))
+		return false;
+	c->frozen_since_ms = 0;
 	if (worker_shard_paused(shard)) {
 		/* PAUSE: the transaction starts after RESUME (kick_cb re-runs it). */
 		c->paused_wait = true;

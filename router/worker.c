@@ -288,6 +288,13 @@ void worker_pause(int32_t shard)
 		atomic_fetch_or(&g_shared.paused_shards, 1ull << shard);
 }
 
+void worker_kick_all(void)
+{
+	for (int i = 0; i < n_all_workers; i++)
+		if (all_workers[i].kick)
+			event_active(all_workers[i].kick, 0, 0);
+}
+
 void worker_resume(int32_t shard)
 {
 	if (shard < 0) {

@@ -93,6 +93,7 @@ struct client {
 	bool skip_to_sync;            /* extended error: discard until Sync */
 	bool blocked;                 /* next unit needs another server: wait for drain */
 	bool paused_wait;             /* the next transaction waits for RESUME */
+	uint64_t frozen_since_ms;     /* a write has waited on a frozen range since */
 	bool tx_wrote;                /* this transaction ran on a primary */
 	bool ryw_pending;             /* asking the primary for its WAL position */
 	struct {

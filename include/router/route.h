@@ -29,6 +29,8 @@ struct route_unit {
 	const struct sm_table *table;
 	bool has_hash;
 	uint64_t hash;
+	bool frozen;           /* a key lies in a range frozen by a move */
+	uint64_t frozen_lo;    /* that range */
 	int n_statements;
 };
 

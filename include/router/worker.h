@@ -104,6 +104,8 @@ bool worker_shard_paused(int32_t shard);
 /* PAUSE / RESUME (shard < 0: all). Any thread; RESUME wakes every worker. */
 void worker_pause(int32_t shard);
 void worker_resume(int32_t shard);
+/* Re-run every waiting (paused, frozen) client, e.g. after a map change. */
+void worker_kick_all(void);
 /* All workers, for RESUME and the admin console. */
 void worker_set_all(struct worker *workers, int n);
 int worker_total_clients(void);
