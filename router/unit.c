@@ -1212,7 +1212,11 @@ bool unit_step(struct client *c)
 		return false;
 	if (u.first == PW_FE_FUNCTION_CALL)
 		a.ru.needs_primary = true;
-	if (c->server && !server_queue_empty(c->server) && (c->tx_failed_local || a.sr_set)) {
+	/* Wait for what must finish first: the answer to the read_your_writes
+	 * question (the next unit may start a transaction elsewhere), or
+	 * responses due before a local answer. */
+	if (c->server && !server_queue_empty(c->server) &&
+	    (c->ryw_pending || c->tx_failed_local || a.sr_set)) {
 		c->blocked = true;
 		return false;
 	}
