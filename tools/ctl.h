@@ -153,5 +153,6 @@ int cmd_map(struct ctl *ctl, int argc, char **argv);
 int cmd_status(struct ctl *ctl, int argc, char **argv);
 int cmd_hash(struct ctl *ctl, int argc, char **argv);
 int cmd_split(struct ctl *ctl, int argc, char **argv);
+int cmd_verify(struct ctl *ctl, int argc, char **argv);
 
 #endif

@@ -11,6 +11,7 @@
 
 #define SHARDCTL_VERSION "0.1.0"
 
+
 struct command {
 	const char *name;
 	int (*run)(struct ctl *ctl, int argc, char **argv);
@@ -25,6 +26,7 @@ static const struct command commands[] = {
     {"status", cmd_status, "ranges, owners, epoch, shards, row counts, routers, lag"},
     {"hash", cmd_hash, "hash KEY [--type T]: the hash, range and owner of a key"},
     {"split", cmd_split, "split RANGE [--at HASH]: split a range in two"},
+    {"verify", cmd_verify, "verify [--table T] [--list]: rows on a shard not owning their key"},
 };
 
 static void print_help(void)
