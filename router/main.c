@@ -22,6 +22,7 @@
 #include "router/catwatch.h"
 #include "router/config.h"
 #include "router/health.h"
+#include "router/metrics.h"
 #include "router/tls.h"
 #include "router/topo.h"
 #include "router/worker.h"
@@ -174,9 +175,6 @@ static int start(const char *path, bool daemonize, bool verbose)
 				"in this version; remove the setting\n", path);
 		return 1;
 	}
-	if (cfg->metrics_listen.port > 0)
-		log_warn("metrics_listen is set but the metrics endpoint is not implemented in this "
-			 "version; no metrics will be served");
 	if (log_open(cfg->log_file, cfg->syslog, "shardrouter")) {
 		fprintf(stderr, "shardrouter: cannot open log_file %s: %s\n", cfg->log_file,
 			strerror(errno));
@@ -244,6 +242,11 @@ static int start(const char *path, bool daemonize, bool verbose)
 		fprintf(stderr, "shardrouter: %s\n", em.text);
 		return 1;
 	}
+	if (cfg->metrics_listen.port > 0 && metrics_start(&cfg->metrics_listen, &em)) {
+		log_error("%s", em.text);
+		fprintf(stderr, "shardrouter: %s\n", em.text);
+		return 1;
+	}
 	log_info("shardrouter %s listening on %s:%d workers=%d shards=%d epoch=%llu",
 		 SHARDROUTER_VERSION, addr, cfg->listen_port, n_workers, t->n_shards,
 		 (unsigned long long)t->map->epoch);
@@ -257,6 +260,7 @@ static int start(const char *path, bool daemonize, bool verbose)
 	event_base_dispatch(main_base);
 	for (int i = 0; i < n_workers; i++)
 		worker_join(&workers[i]);
+	metrics_stop();
 	catwatch_stop();
 	health_stop();
 	log_info("shardrouter stopped");
