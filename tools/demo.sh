@@ -21,8 +21,7 @@
 # userlist.txt, router.pgpass, router.log (the router's log and its stderr), router.pid.
 # As root, Postgres and the router run as the unprivileged OS user cluster.sh picks
 # (SR_PG_OS_USER, else postgres, else shardrouter), which owns SR_DEMO_DIR.
-# Metrics (127.0.0.1:9930, SPEC §6) are not served by the router yet, so the INI leaves
-# metrics_listen out; add it there once /metrics exists.
+# Metrics: GET http://127.0.0.1:9930/metrics (Prometheus text format).
 set -uo pipefail
 PATH=$PATH:/usr/sbin:/sbin:/usr/lib/postgresql/15/bin # runuser, setpriv, pg_isready
 
@@ -138,7 +137,7 @@ write_router_files() {
 		pool_mode = transaction
 		default_pool_size = 8
 		log_file = $DEMO/router.log
-		; metrics_listen = 127.0.0.1:9930  (once the router serves /metrics)
+		metrics_listen = 127.0.0.1:9930
 	EOF
 }
 
@@ -249,7 +248,7 @@ print_howto() {
 		  shard 1: primary 127.0.0.1:$SHARD1_PRIMARY_PORT  replica 127.0.0.1:$SHARD1_REPLICA1_PORT
 		  catalog: database shardrouter on 127.0.0.1:$SHARD0_PRIMARY_PORT (superuser postgres / postgres)
 		  router:  127.0.0.1:$ROUTER_PORT, auth scram-sha-256, log $DEMO/router.log
-		  metrics: 127.0.0.1:9930 is not served yet by this router build
+		  metrics: curl -s http://127.0.0.1:9930/metrics  (Grafana dashboard: tools/grafana-dashboard.json)
 
 		Connect through the router (database shop, user app, password app):
 		  psql "host=127.0.0.1 port=$ROUTER_PORT dbname=shop user=app password=app"

@@ -15,7 +15,7 @@ set -u
 . "$(dirname "$0")/../harness/lib.sh"
 
 DEMO_SH=$SR_ROOT/tools/demo.sh
-PORTS=(5501 5502 5511 5512 6432)
+PORTS=(5501 5502 5511 5512 6432 9930)
 export DEMO_ORDERS=${DEMO_ORDERS:-5000}
 
 skip_all() {
@@ -97,7 +97,10 @@ if [ "$rc" != 0 ]; then
 	tail -n 20 "$SR_DEMO_DIR/router.log" 2>/dev/null | sed 's/^/#   router.log: /'
 	t_done
 fi
-t_ok "servers on 5501 5502 5511 5512 and the router on 6432 listen" all_listening
+t_ok "servers on 5501 5502 5511 5512, the router on 6432 and metrics on 9930 listen" all_listening
+t_like "metrics are served on 127.0.0.1:9930" \
+	"$(curl -s --max-time 5 http://127.0.0.1:9930/metrics | grep '^shardrouter_map_epoch')" \
+	"^shardrouter_map_epoch [0-9]+"
 pid1=$(router_pid)
 t_like "the router runs in the background after start returned" \
 	"$(ps -o comm= -p "${pid1:-0}" 2>/dev/null)" "^shardrouter$"
