@@ -773,6 +773,7 @@ int kx_extract_parsed(const struct kx_env *env, const char *sql, size_t len, str
 	PgQuery__ParseResult *res = NULL;
 	if (pr.error) {
 		r->reason = "parser: syntax error";
+		r->syntax_error = true;
 	} else if (!(res = pg_query__parse_result__unpack(NULL, pr.parse_tree.len,
 							  (const uint8_t *)pr.parse_tree.data))) {
 		r->reason = "parser: cannot decode the parse tree";
@@ -815,6 +816,7 @@ static void kx_merge(struct kx_result *r, struct kx_result *p)
 	r->verdict = p->verdict;
 	r->reason = p->reason;
 	r->used_parser = true;
+	r->syntax_error = p->syntax_error;
 	if (p->reason && strncmp(p->reason, "parser: ", 8) == 0 && p->stmt == KX_STMT_OTHER)
 		return; /* the parser failed: keep the rest of the fast path's view */
 	r->stmt = p->stmt;

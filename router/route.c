@@ -205,6 +205,13 @@ void route_add(struct route_unit *u, const struct topo *t, const struct kx_resul
 		u->needs_primary = true;
 	if (u->error)
 		return;
+	if (r->syntax_error) {
+		/* Not valid SQL: it cannot change anything anywhere, so it goes where
+		 * the unit goes and Postgres answers 42601 with the position. */
+		if (!u->reason)
+			u->reason = "syntax error: Postgres will report it";
+		return;
+	}
 	if (!u->table && r->table)
 		u->table = r->table;
 	if (apply_hints(u, t, r, h))

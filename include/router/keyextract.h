@@ -132,6 +132,8 @@ struct kx_result {
 	 * "key order_id = 42 in WHERE", "OR at top level", "no WHERE clause". */
 	const char *reason;
 	bool used_parser;   /* the libpg_query fallback decided */
+	bool syntax_error;  /* the parser rejected the statement: it cannot run
+			       anywhere, so Postgres may report the error */
 
 	size_t stmt_end;    /* offset just past this statement (after its ';') */
 };
