@@ -68,9 +68,10 @@ if ! shop_setup 2; then
 	t_done
 fi
 RP=$(pick_port) || { t_ok "found a free port" false; t_done; }
+MP=$(pick_port) || { t_ok "found a free metrics port" false; t_done; }
 INTERVAL=300
 if ! router_start "$RP" "health_check_interval_ms = $INTERVAL" "replica_max_lag_bytes = 65536" \
-	"replica_max_lag_ms = 1000"; then
+	"replica_max_lag_ms = 1000" "metrics_listen = 127.0.0.1:$MP"; then
 	t_ok "router starts on port $RP" false
 	t_done
 fi
@@ -149,6 +150,17 @@ t_is "$N reads of K while lagging: all served by the primary, none failed" "$(re
 t_ok "the router logged the replica leaving rotation with reason lag_bytes" \
 	test "$(log_count "replica 1 127.0.0.1:$R0 leaves rotation: reason=lag_bytes")" -gt "$leaves0"
 grep -- "127.0.0.1:$R0 leaves rotation" "$LOG" | tail -n 1 | sed 's/^/# log: /'
+# What operators see while it lags: the admin console and /metrics.
+row=$(PGPASSWORD=admin psql -X -A -t -h 127.0.0.1 -p "$RP" -U admin -d shardrouter \
+	-c 'SHOW REPLICAS' | awk -F'|' -v p="$R0" '$4==p')
+t_like "SHOW REPLICAS shows the lag and the replica out of rotation" "$row" \
+	"^0\|1\|127\.0\.0\.1\|$R0\|(yes|no)\|no\|[1-9][0-9]+\|"
+mlag=$(curl -s --max-time 5 "http://127.0.0.1:$MP/metrics" |
+	awk -v b="127.0.0.1:$R0" '/^shardrouter_replica_lag_bytes\{/ && index($0, b) {print $NF}')
+t_like "/metrics shows the replica's lag in bytes" "$mlag" "^[1-9][0-9]{4,}$"
+t_is "/metrics shows it out of rotation" \
+	"$(curl -s --max-time 5 "http://127.0.0.1:$MP/metrics" |
+		awk -v b="127.0.0.1:$R0" '/^shardrouter_backend_in_rotation\{/ && index($0, b) {print $NF}')" 0
 
 returns0=$(log_count "127.0.0.1:$R0 returns to rotation")
 psql_at "$R0" postgres "SELECT pg_wal_replay_resume()" >/dev/null
