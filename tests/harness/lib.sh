@@ -6,6 +6,7 @@
 #   t_is NAME GOT EXPECTED  string equality
 #   t_like NAME GOT REGEX   bash =~ match
 #   t_diag MSG...           a "# " diagnostic line
+#   t_bail NAME             "not ok - NAME", then t_done (the script ends)
 #   t_done                  prints the plan and "# N passed, N failed"; exits 1 on failures
 #   cluster_up N M [cluster.sh start options]
 #                           starts N shards x (1 primary + M replicas) in a fresh temp dir,
@@ -14,6 +15,10 @@
 #   cluster_down            stop it (idempotent); keeps the logs if a test failed
 #   psql_at PORT DB SQL     psql -At (unaligned, tuples only) as postgres on 127.0.0.1
 #   wait_until SECS CMD...  poll CMD every 0.1 s until it succeeds (1 on timeout)
+#   replayed_past PORT LSN  the replica on PORT has replayed WAL up to LSN
+#   wait_replayed PRIMARY_PORT REPLICA_PORT [SECS]
+#                           the replica replays the primary's current WAL position
+#                           within SECS (default 20); 1 otherwise
 #
 # Environment: BUILD (build dir, default build/release), SR_ROOT (repo root, set here),
 # SR_TEST_CLUSTERS (file; run.sh sets it) gets every cluster dir so the runner can stop
@@ -83,6 +88,11 @@ t_done() {
 	exit $?
 }
 
+t_bail() { # name
+	t_ok "$1" false
+	t_done
+}
+
 psql_at() { # port db sql
 	PGCONNECT_TIMEOUT=10 psql -X -A -t -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" \
 		-U postgres -d "$2" -c "$3"
@@ -95,6 +105,16 @@ wait_until() { # secs cmd...
 		[ "$(date +%s)" -lt "$deadline" ] || return 1
 		sleep 0.1
 	done
+}
+
+replayed_past() { # port lsn
+	[ "$(psql_at "$1" postgres "SELECT pg_last_wal_replay_lsn() >= '$2'::pg_lsn")" = t ]
+}
+
+wait_replayed() { # primary_port replica_port [secs]
+	local lsn
+	lsn=$(psql_at "$1" postgres "SELECT pg_current_wal_lsn()") || return 1
+	wait_until "${3:-20}" replayed_past "$2" "$lsn"
 }
 
 _cluster_dir=

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # shop.sh - sourceable helpers that turn a harness cluster (cluster.env
 # loaded) into the sample "shop": roles app/admin, database shop with the
 # orders/order_items schema on every primary, the catalog in database
@@ -6,7 +7,17 @@
 #   shop_setup [NSHARDS]      schema, roles, catalog, map (NSHARDS equal ranges)
 #   router_start PORT [EXTRA_INI_LINES]   start shardrouter, wait until it accepts
 #   router_stop               SIGTERM, then SIGKILL after 5 s
-# Needs: BUILD (build dir with shardrouter and shardctl), CLUSTER_DIR.
+#   free_port [NOT...]        a free TCP port on 127.0.0.1 for the router or its metrics:
+#                             not listened on, not reserved by cluster.sh in
+#                             /tmp/shardrouter-ports, none of NOT; 1 if none found
+#   need_binaries PATH...     for a PATH that is not executable: "not ok - PATH is built"
+#                             and t_done (the script ends)
+#   shop_trap [CMD]           trap EXIT/INT/TERM (exit 130/143 on the signals) to run
+#                             shop_cleanup: CMD (eval'd first, e.g. 'rm -rf "$T"'), kill
+#                             and reap every pid in BG_PIDS, on a failed test the last
+#                             30 lines of the router log, router_stop, cluster_down.
+#                             Call it after cluster_up (it replaces cluster_up's traps).
+# Needs: BUILD (build dir with shardrouter and shardctl), CLUSTER_DIR; lib.sh sourced.
 
 SHOP_SCHEMA="
 CREATE TABLE IF NOT EXISTS orders (order_id bigint PRIMARY KEY, customer_id bigint,
@@ -114,4 +125,55 @@ router_stop() {
 	kill -KILL "$ROUTER_PID" 2>/dev/null
 	wait "$ROUTER_PID" 2>/dev/null
 	ROUTER_PID=
+}
+
+free_port() { # [not...]
+	local p i x
+	for ((i = 0; i < 200; i++)); do
+		p=$((26100 + RANDOM % 2400))
+		[ -e "/tmp/shardrouter-ports/$p" ] && continue
+		ss -ltnH "sport = :$p" | grep -q . && continue
+		for x in "$@"; do
+			[ "$p" = "$x" ] && continue 2
+		done
+		echo "$p"
+		return 0
+	done
+	return 1
+}
+
+need_binaries() { # path...
+	local b
+	for b in "$@"; do
+		if [ ! -x "$b" ]; then
+			t_ok "$b is built" test -x "$b"
+			t_done
+		fi
+	done
+}
+
+BG_PIDS=()
+_shop_trap_cmd=
+
+shop_cleanup() {
+	local p
+	[ -z "$_shop_trap_cmd" ] || eval "$_shop_trap_cmd"
+	for p in "${BG_PIDS[@]}"; do
+		kill "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
+	BG_PIDS=()
+	if [ "$_t_fail" != 0 ] && [ -n "${CLUSTER_DIR:-}" ] && [ -f "$CLUSTER_DIR/router/router.log" ]; then
+		t_diag "last lines of the router log:"
+		tail -n 30 "$CLUSTER_DIR/router/router.log" | sed 's/^/#   /'
+	fi
+	router_stop
+	cluster_down
+}
+
+shop_trap() { # [cmd]
+	_shop_trap_cmd=${1:-}
+	trap shop_cleanup EXIT
+	trap 'shop_cleanup; exit 130' INT
+	trap 'shop_cleanup; exit 143' TERM
 }

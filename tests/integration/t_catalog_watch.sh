@@ -14,18 +14,11 @@ set -u
 . "$(dirname "$0")/../harness/shop.sh"
 
 cluster_up 2 1
-trap 'router_stop; cluster_down' EXIT
+shop_trap
 shop_setup 2
 t_is "shop schema and catalog" "$?" 0
 
-free_port() {
-	local p
-	while :; do
-		p=$((27700 + RANDOM % 800))
-		ss -ltn | grep -q ":$p " || { echo "$p"; return; }
-	done
-}
-PORT=$(free_port)
+PORT=$(free_port) || t_bail "found a free port"
 DIR=$CLUSTER_DIR/router
 LOG=$DIR/router.log
 admin() { PGPASSWORD=admin psql -X -A -t -q -h 127.0.0.1 -p "$PORT" -U admin -d shardrouter -c "$1"; }

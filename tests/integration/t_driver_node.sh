@@ -42,51 +42,19 @@ rm -f "${TMPDIR:-/tmp}/t_driver_node.npm.$$"
 (cd "$DRV" && node -e 'require("pg")') >/dev/null 2>&1 || skip "node or npm not available (pg does not load)"
 
 CTL=$BUILD/shardctl
-for b in "$BUILD/shardrouter" "$CTL"; do
-	if [ ! -x "$b" ]; then
-		t_ok "$b is built" test -x "$b"
-		t_done
-	fi
-done
-
-pick_port() {
-	local p i
-	for ((i = 0; i < 100; i++)); do
-		p=$((26900 + RANDOM % 500))
-		[ -e "/tmp/shardrouter-ports/$p" ] && continue
-		ss -ltnH "sport = :$p" | grep -q . && continue
-		echo "$p"
-		return 0
-	done
-	return 1
-}
+need_binaries "$BUILD/shardrouter" "$CTL"
 
 cluster_up 2 1
-cleanup() {
-	if [ "$_t_fail" != 0 ] && [ -n "${CLUSTER_DIR:-}" ] && [ -f "$CLUSTER_DIR/router/router.log" ]; then
-		t_diag "last lines of the router log:"
-		tail -n 30 "$CLUSTER_DIR/router/router.log" | sed 's/^/#   /'
-	fi
-	router_stop
-	cluster_down
-}
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT
-trap 'cleanup; exit 143' TERM
+shop_trap
 
-if ! shop_setup 2; then
-	t_ok "shop_setup" false
-	t_done
-fi
+shop_setup 2 || t_bail "shop_setup"
 # blobs: an unsharded table (so its statements go to the home shard, 0), on both
 # primaries like the rest of the schema.
 BLOBS="CREATE TABLE IF NOT EXISTS blobs (id bigint PRIMARY KEY, u uuid, b bytea, j jsonb);
 GRANT ALL ON blobs TO app;"
 for ((i = 0; i < SHARDS; i++)); do
-	if ! psql_at "$(eval echo "\$SHARD${i}_PRIMARY_PORT")" shop "$BLOBS" >/dev/null; then
-		t_ok "create table blobs on shard $i" false
-		t_done
-	fi
+	psql_at "$(eval echo "\$SHARD${i}_PRIMARY_PORT")" shop "$BLOBS" >/dev/null ||
+		t_bail "create table blobs on shard $i"
 done
 
 # owners KEY...: "key:shard,..." from shardctl hash (the router's own hashing
@@ -101,16 +69,11 @@ owners() {
 	echo "$out"
 }
 BIG=9007199254740993 # 2^53 + 1: not a JS number
-if ! OWNERS=$(owners $(seq 3000001 3000200) $(seq 3100001 3100050) $(seq 3200001 3200040) "$BIG"); then
-	t_ok "shardctl hash names an owner for every test key" false
-	t_done
-fi
+OWNERS=$(owners $(seq 3000001 3000200) $(seq 3100001 3100050) $(seq 3200001 3200040) "$BIG") ||
+	t_bail "shardctl hash names an owner for every test key"
 
-RP=$(pick_port) || { t_ok "found a free port" false; t_done; }
-if ! router_start "$RP" "default_pool_size = 2"; then
-	t_ok "router starts on port $RP" false
-	t_done
-fi
+RP=$(free_port) || t_bail "found a free port"
+router_start "$RP" "default_pool_size = 2" || t_bail "router starts on port $RP"
 
 # driver_test.js numbers its own TAP lines and prints its plan; nothing is
 # added here after it runs, so its output is this script's whole TAP stream.

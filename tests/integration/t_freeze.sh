@@ -10,17 +10,10 @@ set -u
 . "$(dirname "$0")/../harness/shop.sh"
 
 cluster_up 2 0
-trap 'router_stop; cluster_down' EXIT
+shop_trap
 shop_setup 2
 t_is "shop schema and catalog" "$?" 0
 
-free_port() {
-	local p
-	while :; do
-		p=$((27100 + RANDOM % 800))
-		ss -ltn | grep -q ":$p " || { echo "$p"; return; }
-	done
-}
 CAT=$SHARD0_PRIMARY_PORT
 cat_sql() { psql_at "$CAT" shardrouter "$1"; }
 # Change the state of the range holding hash H, as one catalog change.
@@ -33,7 +26,7 @@ set_state() { # lo state
 }
 app() { PGPASSWORD=app psql -X -A -t -q -h 127.0.0.1 -p "$PORT" -U app -d shop -c "$1" 2>&1; }
 
-PORT=$(free_port)
+PORT=$(free_port) || t_bail "found a free port"
 router_start "$PORT" "freeze_timeout_ms = 2500" "catalog_poll_ms = 300"
 t_ok "router starts" kill -0 "${ROUTER_PID:-0}"
 

@@ -25,52 +25,17 @@ set -u
 . "$SR_ROOT/tests/harness/shop.sh"
 
 CTL=$BUILD/shardctl
-for b in "$BUILD/shardrouter" "$CTL"; do
-	if [ ! -x "$b" ]; then
-		t_ok "$b is built" test -x "$b"
-		t_done
-	fi
-done
-
-# pick_port: a free TCP port (not listened on, not reserved by cluster.sh).
-pick_port() {
-	local p i
-	for ((i = 0; i < 100; i++)); do
-		p=$((26400 + RANDOM % 500))
-		[ -e "/tmp/shardrouter-ports/$p" ] && continue
-		ss -ltnH "sport = :$p" | grep -q . && continue
-		[ "$p" = "${1:-}" ] && continue
-		echo "$p"
-		return 0
-	done
-	return 1
-}
+need_binaries "$BUILD/shardrouter" "$CTL"
 
 cluster_up 2 1
 T=$(mktemp -d "${TMPDIR:-/tmp}/t_metrics.XXXXXX")
-cleanup() {
-	if [ "$_t_fail" != 0 ] && [ -n "${CLUSTER_DIR:-}" ] && [ -f "$CLUSTER_DIR/router/router.log" ]; then
-		t_diag "last lines of the router log:"
-		tail -n 30 "$CLUSTER_DIR/router/router.log" | sed 's/^/#   /'
-	fi
-	router_stop
-	rm -rf "$T"
-	cluster_down
-}
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT
-trap 'cleanup; exit 143' TERM
+shop_trap 'rm -rf "$T"'
 
-if ! shop_setup 2; then
-	t_ok "shop_setup" false
-	t_done
-fi
-RP=$(pick_port) || { t_ok "found a free port" false; t_done; }
-MP=$(pick_port "$RP") || { t_ok "found a free port" false; t_done; }
-if ! router_start "$RP" "metrics_listen = 127.0.0.1:$MP" "health_check_interval_ms = 300"; then
-	t_ok "router starts on port $RP with metrics on $MP" false
-	t_done
-fi
+shop_setup 2 || t_bail "shop_setup"
+RP=$(free_port) || t_bail "found a free port"
+MP=$(free_port "$RP") || t_bail "found a free port"
+router_start "$RP" "metrics_listen = 127.0.0.1:$MP" "health_check_interval_ms = 300" ||
+	t_bail "router starts on port $RP with metrics on $MP"
 t_ok "router starts with metrics_listen = 127.0.0.1:$MP" kill -0 "$ROUTER_PID"
 URL=http://127.0.0.1:$MP/metrics
 P0=$SHARD0_PRIMARY_PORT R0=$SHARD0_REPLICA1_PORT R1=$SHARD1_REPLICA1_PORT

@@ -10,17 +10,10 @@ set -u
 . "$(dirname "$0")/../harness/shop.sh"
 
 cluster_up 2 1
-trap 'router_stop; resume_all; cluster_down' EXIT
+shop_trap resume_all
 shop_setup 2
 t_is "shop schema and catalog" "$?" 0
 
-free_port() {
-	local p
-	while :; do
-		p=$((26100 + RANDOM % 800))
-		ss -ltn | grep -q ":$p " || { echo "$p"; return; }
-	done
-}
 replay() { # pause|resume
 	local i
 	for ((i = 0; i < SHARDS; i++)); do
@@ -42,7 +35,7 @@ misses() { # port n
 		-v ON_ERROR_STOP=1 2>&1 | awk -F'|' '$1=="seen" && $2!="1" {m++} END {print m+0}'
 }
 
-PORT=$(free_port)
+PORT=$(free_port) || t_bail "found a free port"
 COMMON=("replica_max_lag_bytes = 1GB" "replica_max_lag_ms = 1h" "health_check_interval_ms = 200")
 replay pause
 

@@ -22,58 +22,19 @@ set -u
 . "$(dirname "$0")/../harness/lib.sh"
 . "$SR_ROOT/tests/harness/shop.sh"
 
-for b in "$BUILD/shardrouter" "$BUILD/shardctl"; do
-	if [ ! -x "$b" ]; then
-		t_ok "$b is built" test -x "$b"
-		t_done
-	fi
-done
-
-pick_port() {
-	local p i
-	for ((i = 0; i < 100; i++)); do
-		p=$((26400 + RANDOM % 500))
-		[ -e "/tmp/shardrouter-ports/$p" ] && continue
-		ss -ltnH "sport = :$p" | grep -q . && continue
-		echo "$p"
-		return 0
-	done
-	return 1
-}
+need_binaries "$BUILD/shardrouter" "$BUILD/shardctl"
 
 cluster_up 2 1
 T=$(mktemp -d "${TMPDIR:-/tmp}/t_replica_lag.XXXXXX")
-BG_PIDS=()
-cleanup() {
-	local p
-	for p in "${BG_PIDS[@]}"; do
-		kill "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
-	BG_PIDS=()
-	if [ "$_t_fail" != 0 ] && [ -n "${CLUSTER_DIR:-}" ] && [ -f "$CLUSTER_DIR/router/router.log" ]; then
-		t_diag "last lines of the router log:"
-		tail -n 30 "$CLUSTER_DIR/router/router.log" | sed 's/^/#   /'
-	fi
-	router_stop
-	rm -rf "$T"
-	cluster_down
-}
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT
-trap 'cleanup; exit 143' TERM
+shop_trap 'rm -rf "$T"'
 
-if ! shop_setup 2; then
-	t_ok "shop_setup" false
-	t_done
-fi
-RP=$(pick_port) || { t_ok "found a free port" false; t_done; }
-MP=$(pick_port) || { t_ok "found a free metrics port" false; t_done; }
+shop_setup 2 || t_bail "shop_setup"
+RP=$(free_port) || t_bail "found a free port"
+MP=$(free_port "$RP") || t_bail "found a free metrics port"
 INTERVAL=300
 if ! router_start "$RP" "health_check_interval_ms = $INTERVAL" "replica_max_lag_bytes = 65536" \
 	"replica_max_lag_ms = 1000" "metrics_listen = 127.0.0.1:$MP"; then
-	t_ok "router starts on port $RP" false
-	t_done
+	t_bail "router starts on port $RP"
 fi
 t_ok "router starts (health_check_interval_ms = $INTERVAL)" kill -0 "$ROUTER_PID"
 LOG=$CLUSTER_DIR/router/router.log
@@ -83,15 +44,6 @@ rq() { # psql through the router as app
 	PGPASSWORD=app PGCONNECT_TIMEOUT=10 psql -X -A -t -q -h 127.0.0.1 -p "$RP" -U app -d shop "$@" 2>&1
 }
 ms_now() { echo $(($(date +%s%N) / 1000000)); }
-# wait_replayed PORT_PRIMARY PORT_REPLICA: the replica replayed the primary's current LSN.
-replayed() { # lsn replica_port
-	[ "$(psql_at "$2" postgres "SELECT pg_last_wal_replay_lsn() >= '$1'::pg_lsn")" = t ]
-}
-wait_replayed() {
-	local lsn
-	lsn=$(psql_at "$1" postgres "SELECT pg_current_wal_lsn()") || return 1
-	wait_until 20 replayed "$lsn" "$2"
-}
 # served_by K: the port of the server that ran one read of order K through the router.
 served_by() { rq -c "SELECT inet_server_port() FROM orders WHERE order_id = $1"; }
 # reads K N: N reads of K in one session (each its own transaction); prints

@@ -18,58 +18,15 @@ CTL=$BUILD/shardctl
 PGC=$BUILD/tests/integration/pgclient
 RAW=$BUILD/tests/integration/rawwire
 FIXTURE=$SR_ROOT/tests/fixtures/pgbench_orders.sql
-for b in "$BUILD/shardrouter" "$CTL" "$PGC" "$RAW"; do
-	if [ ! -x "$b" ]; then
-		t_ok "$b is built" test -x "$b"
-		t_done
-	fi
-done
-
-# pick_port: a free TCP port for the router (not listened on, not reserved
-# by cluster.sh).
-pick_port() {
-	local p i
-	for ((i = 0; i < 100; i++)); do
-		p=$((26400 + RANDOM % 500))
-		[ -e "/tmp/shardrouter-ports/$p" ] && continue
-		ss -ltnH "sport = :$p" | grep -q . && continue
-		echo "$p"
-		return 0
-	done
-	return 1
-}
+need_binaries "$BUILD/shardrouter" "$CTL" "$PGC" "$RAW"
 
 cluster_up 2 1
 T=$(mktemp -d "${TMPDIR:-/tmp}/t_router.XXXXXX")
-BG_PIDS=()
-cleanup() {
-	local p
-	for p in "${BG_PIDS[@]}"; do
-		kill "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
-	BG_PIDS=()
-	if [ "$_t_fail" != 0 ] && [ -n "${CLUSTER_DIR:-}" ] && [ -f "$CLUSTER_DIR/router/router.log" ]; then
-		t_diag "last lines of the router log:"
-		tail -n 30 "$CLUSTER_DIR/router/router.log" | sed 's/^/#   /'
-	fi
-	router_stop
-	rm -rf "$T"
-	cluster_down
-}
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT
-trap 'cleanup; exit 143' TERM
+shop_trap 'rm -rf "$T"'
 
-if ! shop_setup 2; then
-	t_ok "shop_setup" false
-	t_done
-fi
-RP=$(pick_port) || { t_ok "found a free port" false; t_done; }
-if ! router_start "$RP"; then
-	t_ok "router starts on port $RP" false
-	t_done
-fi
+shop_setup 2 || t_bail "shop_setup"
+RP=$(free_port) || t_bail "found a free port"
+router_start "$RP" || t_bail "router starts on port $RP"
 t_ok "router starts (2 shards x 1 replica)" kill -0 "$ROUTER_PID"
 
 CI="host=127.0.0.1 port=$RP user=app password=app dbname=shop"
@@ -89,16 +46,11 @@ owner() { "$CTL" hash "$1" --json | sed -n 's/.*"shard":\([0-9][0-9]*\).*/\1/p';
 pport() { eval echo "\$SHARD${1}_PRIMARY_PORT"; }
 rport() { eval echo "\$SHARD${1}_REPLICA1_PORT"; }
 on_primary() { psql_at "$(pport "$1")" shop "$2"; }
-# replayed_past PORT LSN: the replica on PORT has replayed WAL up to LSN.
-replayed_past() {
-	[ "$(psql_at "$1" postgres "SELECT pg_last_wal_replay_lsn() >= '$2'::pg_lsn")" = t ]
-}
 # wait_replicas: every replica has replayed its primary's current WAL position.
 wait_replicas() {
-	local i lsn
+	local i
 	for ((i = 0; i < SHARDS; i++)); do
-		lsn=$(psql_at "$(pport $i)" postgres "SELECT pg_current_wal_lsn()") || return 1
-		wait_until 60 replayed_past "$(rport $i)" "$lsn" || return 1
+		wait_replayed "$(pport $i)" "$(rport $i)" 60 || return 1
 	done
 }
 # stat_sum COLUMN VIEW WHERE PORT...: sum of a statistics column over servers.

@@ -16,58 +16,24 @@ set -u
 
 RAW=$BUILD/tests/integration/rawwire
 PGC=$BUILD/tests/integration/pgclient
-for b in "$BUILD/shardrouter" "$BUILD/shardctl" "$RAW" "$PGC"; do
-	if [ ! -x "$b" ]; then
-		t_ok "$b is built" test -x "$b"
-		t_done
-	fi
-done
-
-# pick_port: a free TCP port for the router (not listened on, not reserved
-# by cluster.sh).
-pick_port() {
-	local p i
-	for ((i = 0; i < 100; i++)); do
-		p=$((26400 + RANDOM % 500))
-		[ -e "/tmp/shardrouter-ports/$p" ] && continue
-		ss -ltnH "sport = :$p" | grep -q . && continue
-		echo "$p"
-		return 0
-	done
-	return 1
-}
+need_binaries "$BUILD/shardrouter" "$BUILD/shardctl" "$RAW" "$PGC"
 
 cluster_up 1 0
 T=$(mktemp -d "${TMPDIR:-/tmp}/t_router_badinput.XXXXXX")
 LOOP_PID=
-cleanup() {
+stop_loop() {
 	if [ -n "$LOOP_PID" ]; then
 		touch "$T/stop"
 		kill "$LOOP_PID" 2>/dev/null
 		wait "$LOOP_PID" 2>/dev/null
 		LOOP_PID=
 	fi
-	if [ "$_t_fail" != 0 ] && [ -n "${CLUSTER_DIR:-}" ] && [ -f "$CLUSTER_DIR/router/router.log" ]; then
-		t_diag "last lines of the router log:"
-		tail -n 30 "$CLUSTER_DIR/router/router.log" | sed 's/^/#   /'
-	fi
-	router_stop
-	rm -rf "$T"
-	cluster_down
 }
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT
-trap 'cleanup; exit 143' TERM
+shop_trap 'stop_loop; rm -rf "$T"'
 
-if ! shop_setup 1; then
-	t_ok "shop_setup" false
-	t_done
-fi
-RP=$(pick_port) || { t_ok "found a free port" false; t_done; }
-if ! router_start "$RP" "max_packet_size = 16kB"; then
-	t_ok "router starts on port $RP" false
-	t_done
-fi
+shop_setup 1 || t_bail "shop_setup"
+RP=$(free_port) || t_bail "found a free port"
+router_start "$RP" "max_packet_size = 16kB" || t_bail "router starts on port $RP"
 t_ok "router starts with max_packet_size = 16kB" kill -0 "$ROUTER_PID"
 
 psql_at "$SHARD0_PRIMARY_PORT" shop \

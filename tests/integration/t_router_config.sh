@@ -9,17 +9,10 @@ set -u
 . "$(dirname "$0")/../harness/shop.sh"
 
 cluster_up 1 0
-trap 'router_stop; cluster_down' EXIT
+shop_trap
 shop_setup 1; t_is "shop schema and catalog" "$?" 0
 
-free_port() {
-	local p
-	while :; do
-		p=$((26900 + RANDOM % 800))
-		ss -ltn | grep -q ":$p " || { echo "$p"; return; }
-	done
-}
-PORT=$(free_port)
+PORT=$(free_port) || t_bail "found a free port"
 INI=$CLUSTER_DIR/router/shardrouter.ini
 admin() { PGPASSWORD=admin psql -X -A -t -q -h 127.0.0.1 -p "$PORT" -U admin -d shardrouter -c "$1"; }
 app() { PGPASSWORD=app psql -X -A -t -q -h 127.0.0.1 -p "$PORT" -U app -d shop "$@"; }
