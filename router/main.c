@@ -171,7 +171,7 @@ static int start(const char *path, bool daemonize, bool verbose)
 		return 1;
 	}
 	if (cfg->unix_socket_dir && *cfg->unix_socket_dir) {
-		fprintf(stderr, "shardrouter: %s: unix_socket_dir: Unix sockets are not implemented "
+		fprintf(stderr, "shardrouter: %s: unix_socket_dir: Unix sockets are not supported "
 				"in this version; remove the setting\n", path);
 		return 1;
 	}
