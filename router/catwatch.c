@@ -34,6 +34,7 @@
 
 #include <libpq-fe.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/version.h"
 #include "router/config.h"
@@ -75,13 +76,6 @@ static atomic_bool cw_expired;	   /* the watcher noticed the lease ran out */
 static atomic_llong cw_last_ok_ms; /* monotonic ms of the last confirmation */
 static atomic_llong cw_lease_ms;
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 bool catwatch_lease_ok(void)
 {
 	if (!atomic_load_explicit(&cw_enabled, memory_order_acquire))
@@ -90,7 +84,7 @@ bool catwatch_lease_ok(void)
 		return false;
 	long long last = atomic_load_explicit(&cw_last_ok_ms, memory_order_acquire);
 	long long lease = atomic_load_explicit(&cw_lease_ms, memory_order_relaxed);
-	return (long long)mono_ms() - last <= lease;
+	return (long long)sr_mono_ms() - last <= lease;
 }
 
 static uint64_t published_epoch(void)
@@ -176,7 +170,7 @@ static void cw_fail(struct catwatch *w, const struct sr_errmsg *em)
 	    (uint64_t)w->poll_ms < CW_BACKOFF_MAX_MS ? (uint64_t)w->poll_ms : CW_BACKOFF_MAX_MS;
 	if (cap < 250)
 		cap = 250;
-	w->next_connect = mono_ms() + w->backoff_ms;
+	w->next_connect = sr_mono_ms() + w->backoff_ms;
 	w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : CW_BACKOFF_FIRST_MS;
 	if (w->backoff_ms > cap)
 		w->backoff_ms = cap;
@@ -185,12 +179,12 @@ static void cw_fail(struct catwatch *w, const struct sr_errmsg *em)
 /* Drive a non-blocking connect to completion (or timeout / stop). */
 static int cw_connect_poll(struct catwatch *w, PGconn *c, struct sr_errmsg *em)
 {
-	uint64_t deadline = mono_ms() + CW_CONNECT_TIMEOUT_MS;
+	uint64_t deadline = sr_mono_ms() + CW_CONNECT_TIMEOUT_MS;
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	while (st != PGRES_POLLING_OK) {
 		if (st == PGRES_POLLING_FAILED)
 			return cw_err(em, "cannot connect to the catalog", PQerrorMessage(c));
-		uint64_t now = mono_ms();
+		uint64_t now = sr_mono_ms();
 		cw_lease_check(w, now);
 		if (now >= deadline)
 			return sr_errmsg_set(em, SR_EDB,
@@ -309,7 +303,7 @@ static int cw_reload(struct catwatch *w, uint64_t pub, const char *why, bool *co
  * and renew the lease when the map is confirmed current. */
 static int cw_sync(struct catwatch *w, const char *why, struct sr_errmsg *em)
 {
-	uint64_t t0 = mono_ms(), cat;
+	uint64_t t0 = sr_mono_ms(), cat;
 	int rc = sm_catalog_epoch(w->conn, &cat, em);
 	if (rc)
 		return rc;
@@ -341,7 +335,7 @@ static int cw_sync(struct catwatch *w, const char *why, struct sr_errmsg *em)
 static void cw_tick(struct catwatch *w, const char *why)
 {
 	struct sr_errmsg em;
-	w->next_tick = mono_ms() + (uint64_t)w->poll_ms;
+	w->next_tick = sr_mono_ms() + (uint64_t)w->poll_ms;
 	if (cw_sync(w, why, &em))
 		cw_fail(w, &em);
 }
@@ -396,7 +390,7 @@ static void cw_step_connected(struct catwatch *w, uint64_t now)
 			return;
 		}
 		notified = r > 0 && cw_drain_notifies(w);
-		if (!notified && mono_ms() < w->next_tick)
+		if (!notified && sr_mono_ms() < w->next_tick)
 			return;
 	}
 	cw_tick(w, notified ? "notify" : "poll");
@@ -421,7 +415,7 @@ static void *cw_main(void *arg)
 	struct catwatch *w = arg;
 	while (!atomic_load(&w->stop)) {
 		cw_read_settings(w);
-		uint64_t now = mono_ms();
+		uint64_t now = sr_mono_ms();
 		cw_lease_check(w, now);
 		if (w->conn)
 			cw_step_connected(w, now);
@@ -484,7 +478,7 @@ int catwatch_start(const struct config *cfg, struct sr_errmsg *em)
 	w->lease_ms = cfg->catalog_lease_ms;
 	atomic_store(&w->stop, false);
 	atomic_store(&cw_lease_ms, (long long)w->lease_ms);
-	atomic_store(&cw_last_ok_ms, (long long)mono_ms());
+	atomic_store(&cw_last_ok_ms, (long long)sr_mono_ms());
 	atomic_store(&cw_expired, false);
 	atomic_store(&cw_enabled, true);
 	int rc = pthread_create(&w->thread, NULL, cw_main, w);

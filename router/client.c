@@ -18,6 +18,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "router/auth.h"
 #include "router/config.h"
@@ -32,13 +33,6 @@
 
 #define CLIENT_HIGH_WATER (4u << 20)
 #define UNIT_MAX_BYTES (8u << 20) /* route a batch without Sync past this */
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 const char *client_state_name(enum client_state s)
 {
@@ -393,7 +387,7 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
 	struct client *c = arg;
-	c->last_active_ms = now_ms();
+	c->last_active_ms = sr_mono_ms();
 	client_process(c);
 }
 
@@ -431,7 +425,7 @@ void client_accept(struct worker *w, int fd, const char *peer)
 	c->state = CL_STARTUP;
 	c->txstatus = 'I';
 	c->want_backend = -1;
-	c->connected_ms = c->last_active_ms = now_ms();
+	c->connected_ms = c->last_active_ms = sr_mono_ms();
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	c->next = w->clients;
 	if (w->clients)

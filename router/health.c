@@ -18,6 +18,7 @@
 
 #include <libpq-fe.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "router/auth.h"
 #include "router/config.h"
@@ -199,9 +200,7 @@ static struct {
 
 static int64_t mono_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)sr_mono_ms();
 }
 
 static int64_t wall_ms(void)

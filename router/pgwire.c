@@ -248,17 +248,23 @@ int pw_write_startup(struct evbuffer *out, const char *const *kv)
 	return evbuffer_add(out, "", 1) ? SR_ENOMEM : 0;
 }
 
+/* Type byte, length, and the int16 count that opens RowDescription/DataRow. */
+static int add_counted_header(struct evbuffer *out, char type, size_t len, size_t n)
+{
+	uint8_t hdr[7];
+	hdr[0] = (uint8_t)type;
+	pw_put_u32(hdr + 1, (uint32_t)len);
+	hdr[5] = (uint8_t)(n >> 8);
+	hdr[6] = (uint8_t)n;
+	return evbuffer_add(out, hdr, 7);
+}
+
 int pw_write_row_desc(struct evbuffer *out, const char *const *names, size_t n)
 {
 	size_t len = 4 + 2;
 	for (size_t i = 0; i < n; i++)
 		len += strlen(names[i]) + 1 + 18;
-	uint8_t hdr[7];
-	hdr[0] = PW_BE_ROW_DESC;
-	pw_put_u32(hdr + 1, (uint32_t)len);
-	hdr[5] = (uint8_t)(n >> 8);
-	hdr[6] = (uint8_t)n;
-	if (evbuffer_add(out, hdr, 7) != 0)
+	if (add_counted_header(out, PW_BE_ROW_DESC, len, n) != 0)
 		return SR_ENOMEM;
 	for (size_t i = 0; i < n; i++) {
 		/* table oid 0, attnum 0, type oid 25 (text), typlen -1, typmod -1, format 0 */
@@ -275,12 +281,7 @@ int pw_write_data_row(struct evbuffer *out, const char *const *values, size_t n)
 	size_t len = 4 + 2;
 	for (size_t i = 0; i < n; i++)
 		len += 4 + (values[i] ? strlen(values[i]) : 0);
-	uint8_t hdr[7];
-	hdr[0] = PW_BE_DATA_ROW;
-	pw_put_u32(hdr + 1, (uint32_t)len);
-	hdr[5] = (uint8_t)(n >> 8);
-	hdr[6] = (uint8_t)n;
-	if (evbuffer_add(out, hdr, 7) != 0)
+	if (add_counted_header(out, PW_BE_DATA_ROW, len, n) != 0)
 		return SR_ENOMEM;
 	for (size_t i = 0; i < n; i++) {
 		uint8_t l[4];

@@ -9,6 +9,7 @@
 
 #include <event2/bufferevent.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "router/client.h"
 #include "router/config.h"
@@ -27,17 +28,10 @@ static int pool_limit(const struct pool *p)
 	return share > 0 ? share : 1;
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void enqueue(struct pool *p, struct client *c)
 {
 	c->wait_next = NULL;
-	c->wait_start_ms = mono_ms();
+	c->wait_start_ms = sr_mono_ms();
 	c->wait_pool = p;
 	if (p->wait_tail)
 		p->wait_tail->wait_next = c;

@@ -18,6 +18,7 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "router/auth.h"
 #include "router/client.h"
@@ -36,13 +37,6 @@ static atomic_int n_servers;
 int server_count(void)
 {
 	return atomic_load(&n_servers);
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 const char *server_state_name(enum server_state s)
@@ -76,12 +70,7 @@ int server_push_req(struct server *s, enum srv_req_kind kind, bool drop)
 		s->q_cap = nc;
 		s->q_head = 0;
 	}
-	uint64_t start = 0;
-	if (!drop && (kind == REQ_QUERY || kind == REQ_SYNC)) {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		start = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-	}
+	uint64_t start = !drop && (kind == REQ_QUERY || kind == REQ_SYNC) ? sr_mono_us() : 0;
 	s->q[(s->q_head + s->q_len) % s->q_cap] = (struct srv_req){
 		.kind = (uint8_t)kind, .drop = drop, .capture = false, .start_us = start
 	};
@@ -267,11 +256,11 @@ static void login_msg(struct server *s, char type, const uint8_t *p, uint32_t le
 		size_t nl, vl;
 		const char *n = pw_read_cstr(&r, &nl);
 		const char *v = pw_read_cstr(&r, &vl);
-		if (!r.bad && s->pool->n_ps >= 0) {
-			int cap = s->pool->n_ps; /* grow by one, exact size */
-			if (kv_set(&s->pool->ps, &s->pool->n_ps, &cap, n, nl, v, vl) == 0)
-				(void)0;
-		}
+		/* the newest login's values are what new clients are told */
+		if (!r.bad &&
+		    kv_set(&s->pool->ps, &s->pool->n_ps, &s->pool->cap_ps, n, nl, v, vl) != 0)
+			log_warn("server %llu: out of memory keeping ParameterStatus %s",
+				 (unsigned long long)s->id, n);
 		return;
 	}
 	case PW_BE_KEY_DATA:
@@ -347,9 +336,7 @@ static bool relay_msg(struct server *s, struct evbuffer *in, char type, uint32_t
 		evbuffer_copyout(in, hdr, 6);
 		s->txstatus = (char)hdr[5];
 		if (h && h->start_us && s->live) {
-			struct timespec ts;
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			uint64_t now = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+			uint64_t now = sr_mono_us();
 			topo_count_latency(s->live, now > h->start_us ? now - h->start_us : 0);
 		}
 		q_pop(s);
@@ -494,7 +481,7 @@ static void server_read_cb(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
 	struct server *s = arg;
-	s->last_used_ms = now_ms();
+	s->last_used_ms = sr_mono_ms();
 	server_process_input(s);
 }
 
@@ -549,7 +536,7 @@ struct server *server_connect(struct pool *p)
 	s->id = next_server_id++;
 	s->state = SRV_CONNECTING;
 	s->txstatus = 'I';
-	s->created_ms = s->last_used_ms = now_ms();
+	s->created_ms = s->last_used_ms = sr_mono_ms();
 	s->bev = bufferevent_socket_new(p->w->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (!s->bev) {
 		free(s);

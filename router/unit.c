@@ -14,6 +14,7 @@
 #include <event2/event.h>
 #include <pg_query.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "router/admin.h"
 #include "router/analyse.h"
@@ -622,13 +623,6 @@ static bool bound_tx(const struct client *c, const struct server *s)
 	return (c->in_tx || s->txstatus != 'I') && !c->held_begin;
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /*
  * A write to a range that a move has frozen. A new transaction waits (like
  * PAUSE) until the map changes - cutover makes the target the owner, or an
@@ -649,7 +643,7 @@ static bool frozen_check(struct client *c, const struct unit *u, const struct an
 		reply_error(c, u, "40001", msg, NULL, "Retry the transaction.");
 		return false;
 	}
-	uint64_t now = mono_ms();
+	uint64_t now = sr_mono_ms();
 	if (!c->frozen_since_ms)
 		c->frozen_since_ms = now;
 	if (now - c->frozen_since_ms > (uint64_t)c->w->cfg->freeze_timeout_ms) {

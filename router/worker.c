@@ -22,6 +22,7 @@
 #include <event2/listener.h>
 #include <event2/thread.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "router/auth.h"
 #include "router/cancel.h"
@@ -43,13 +44,6 @@ void users_ref_unref(struct users_ref *u)
 		auth_userlist_free(u->list);
 		free(u);
 	}
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 void worker_refresh(struct worker *w)
@@ -95,7 +89,7 @@ static void reaper_cb(evutil_socket_t fd, short what, void *arg)
 		w->reap_clients = c->reap_next;
 		/* Let a FATAL error reach the client before closing. */
 		if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 &&
-		    now_ms() - c->last_active_ms < 2000) {
+		    sr_mono_ms() - c->last_active_ms < 2000) {
 			c->reap_next = keep;
 			keep = c;
 			continue;
@@ -113,7 +107,7 @@ void worker_reap_client(struct worker *w, struct client *c)
 {
 	c->reap_next = w->reap_clients;
 	w->reap_clients = c;
-	c->last_active_ms = now_ms();
+	c->last_active_ms = sr_mono_ms();
 	event_active(w->reaper, 0, 0);
 }
 
@@ -187,7 +181,7 @@ static void housekeeping_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct worker *w = arg;
 	worker_refresh(w);
-	uint64_t now = now_ms();
+	uint64_t now = sr_mono_ms();
 	for (int i = 0; i < w->n_pools; i++)
 		pool_housekeeping(w->pools[i], now);
 	kick_cb(-1, 0, w);

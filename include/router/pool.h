@@ -32,7 +32,7 @@ struct pool {
 	struct client *wait_head, *wait_tail; /* clients waiting for a server */
 	int n_waiting;
 	struct kv *ps;         /* ParameterStatus of the first login, for new clients */
-	int n_ps;
+	int n_ps, cap_ps;
 	bool has_keys;         /* SCRAM keys captured from a client login */
 	uint8_t client_key[32], server_key[32];
 	uint64_t n_tx;
