@@ -121,15 +121,15 @@ void pool_release(struct pool *p, struct server *s)
 
 void pool_remove(struct pool *p, struct server *s)
 {
-	if (s->next || p->idle == s) {
-		/* unlink from the idle list */
-		struct server **pp = &p->idle;
-		while (*pp && *pp != s)
-			pp = &(*pp)->next;
-		if (*pp) {
-			*pp = s->next;
-			p->n_idle--;
-		}
+	/* Unlink from the idle list if it is there - also as its last element,
+	 * whose next is NULL (a server idle at the tail that dies must not stay
+	 * in the list once freed). */
+	struct server **pp = &p->idle;
+	while (*pp && *pp != s)
+		pp = &(*pp)->next;
+	if (*pp) {
+		*pp = s->next;
+		p->n_idle--;
 		s->next = NULL;
 	}
 	p->n_total--;
