@@ -182,17 +182,19 @@ static void show_servers(struct reply *r)
 static void show_shardmap(struct reply *r)
 {
 	const struct topo *t = r->c->w->topo;
-	const char *n[] = { "lo", "hi", "shard", "state", "epoch" };
-	cols(r, n, 5);
+	const char *n[] = { "lo", "hi", "shard", "state", "epoch", "read_lsn" };
+	cols(r, n, 6);
 	for (size_t i = 0; t && i < t->map->n_ranges; i++) {
 		const struct sm_range *rg = &t->map->ranges[i];
-		char lo[17], hi[17], sh[16], ep[24];
+		char lo[17], hi[17], sh[16], ep[24], lsn[18] = "";
 		sm_hash_format(rg->lo, lo);
 		sm_hash_format(rg->hi, hi);
 		snprintf(sh, sizeof(sh), "%d", rg->shard_id);
 		snprintf(ep, sizeof(ep), "%llu", (unsigned long long)t->map->epoch);
-		const char *v[] = { lo, hi, sh, sm_range_state_name(rg->state), ep };
-		row(r, v, 5);
+		if (rg->read_lsn)
+			sm_lsn_format(rg->read_lsn, lsn);
+		const char *v[] = { lo, hi, sh, sm_range_state_name(rg->state), ep, lsn };
+		row(r, v, 6);
 	}
 }
 

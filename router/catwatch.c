@@ -9,7 +9,9 @@
  *                 (catalog_poll_ms); on a notification or at the tick, sync.
  * A sync reads the catalog epoch, reloads and publishes the map when the
  * catalog is ahead (or when the lease had expired), writes the cache file,
- * and heartbeats with acked_epoch = the published epoch. Any failure drops
+ * and heartbeats with acked_epoch = the workers' smallest drained epoch (and
+ * lease_ms). Between ticks a worker's catwatch_wake() makes the loop
+ * heartbeat at once when that epoch advanced. Any failure drops
  * the connection; reconnecting starts over (LISTEN before reading the epoch,
  * so no change can slip between the two).
  *
@@ -64,8 +66,11 @@ struct catwatch {
 	uint64_t next_tick; /* monotonic ms of the next epoch poll + heartbeat */
 	uint64_t next_connect;
 	uint64_t backoff_ms;
+	bool registered; /* a sync has succeeded since start */
 	char last_err[SR_ERRMSG_LEN]; /* last failure logged ("" = healthy) */
 	uint64_t warned_epoch;	      /* catalog epoch behind ours, logged once */
+	uint64_t acked_sent;	      /* acked_epoch of the last heartbeat written */
+	int64_t written_lease_ms;     /* lease_ms of the last heartbeat written */
 };
 
 static struct catwatch cw;
@@ -75,6 +80,24 @@ static atomic_bool cw_enabled;	   /* false: no catalog, lease always held */
 static atomic_bool cw_expired;	   /* the watcher noticed the lease ran out */
 static atomic_llong cw_last_ok_ms; /* monotonic ms of the last confirmation */
 static atomic_llong cw_lease_ms;
+static atomic_ullong cw_confirmed_epoch; /* epoch of the last confirmation */
+static atomic_int cw_wake_fd = -1;	   /* write end of the wake pipe, -1 = none */
+
+void catwatch_wake(void)
+{
+	int fd = atomic_load_explicit(&cw_wake_fd, memory_order_acquire);
+	if (fd >= 0) {
+		ssize_t n = write(fd, "d", 1); /* non-blocking: a full pipe wakes anyway */
+		(void)n;
+	}
+}
+
+bool catwatch_lease_covers(uint64_t epoch)
+{
+	if (!atomic_load_explicit(&cw_enabled, memory_order_acquire))
+		return true;
+	return epoch >= atomic_load_explicit(&cw_confirmed_epoch, memory_order_acquire);
+}
 
 bool catwatch_lease_ok(void)
 {
@@ -95,6 +118,17 @@ static uint64_t published_epoch(void)
 	return e;
 }
 
+/* The lease length this router holds itself to: a longer catalog_lease_ms
+ * (SIGHUP) applies only once a heartbeat has written it to
+ * shardrouter.routers.lease_ms, so that the router's lease never ends later
+ * than heartbeat_at + lease_ms as the catalog shows them; a shorter one at
+ * once. */
+static void cw_publish_lease_ms(const struct catwatch *w)
+{
+	int64_t l = w->lease_ms < w->written_lease_ms ? w->lease_ms : w->written_lease_ms;
+	atomic_store_explicit(&cw_lease_ms, (long long)l, memory_order_release);
+}
+
 /* Current poll/lease settings (reloadable) from the shared config. */
 static void cw_read_settings(struct catwatch *w)
 {
@@ -106,7 +140,7 @@ static void cw_read_settings(struct catwatch *w)
 	pthread_mutex_unlock(&g_shared.mu);
 	if (w->poll_ms < 10)
 		w->poll_ms = 10;
-	atomic_store_explicit(&cw_lease_ms, (long long)w->lease_ms, memory_order_relaxed);
+	cw_publish_lease_ms(w);
 }
 
 static void cw_lease_check(const struct catwatch *w, uint64_t now)
@@ -233,26 +267,61 @@ static int cw_connect(struct catwatch *w, struct sr_errmsg *em)
 	return rc;
 }
 
-/* Register / heartbeat: upsert our row with acked_epoch = published. */
+/* The epoch this router acks: the smallest drained epoch of its workers
+ * (router/worker.h), never more than the published one. */
+static uint64_t cw_ack_epoch(void)
+{
+	uint64_t pub = published_epoch(), d = worker_min_drained_epoch();
+	return d < pub ? d : pub;
+}
+
+/* Register / heartbeat: upsert our row with acked_epoch = cw_ack_epoch()
+ * and lease_ms. heartbeat_at is the catalog's now(), which is later than
+ * the t0 any lease this router holds was counted from (cw_sync), so the
+ * router's lease always ends by heartbeat_at + lease_ms. */
 static int cw_heartbeat(struct catwatch *w, struct sr_errmsg *em)
 {
-	char acked[24];
-	snprintf(acked, sizeof(acked), "%" PRIu64, published_epoch());
-	const char *v[] = {w->router_id, w->host, w->pid, SHARDROUTER_VERSION, w->started, acked};
+	char acked[24], lease[24];
+	uint64_t ack = cw_ack_epoch();
+	int64_t lease_ms = w->lease_ms;
+	snprintf(acked, sizeof(acked), "%" PRIu64, ack);
+	snprintf(lease, sizeof(lease), "%lld", (long long)lease_ms);
+	const char *v[] = {w->router_id, w->host,  w->pid, SHARDROUTER_VERSION, w->started,
+			   acked,	 lease};
 	PGresult *res = PQexecParams(
 	    w->conn,
 	    "INSERT INTO shardrouter.routers"
-	    " (router_id, host, pid, version, started_at, heartbeat_at, acked_epoch)"
-	    " VALUES ($1, $2, $3::int, $4, to_timestamp($5::double precision), now(), $6::bigint)"
+	    " (router_id, host, pid, version, started_at, heartbeat_at, acked_epoch, lease_ms)"
+	    " VALUES ($1, $2, $3::int, $4, to_timestamp($5::double precision), now(), $6::bigint,"
+	    " $7::bigint)"
 	    " ON CONFLICT (router_id) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid,"
 	    " version = EXCLUDED.version, started_at = EXCLUDED.started_at,"
-	    " heartbeat_at = now(), acked_epoch = EXCLUDED.acked_epoch",
-	    6, NULL, v, NULL, NULL, 0);
+	    " heartbeat_at = now(), acked_epoch = EXCLUDED.acked_epoch,"
+	    " lease_ms = EXCLUDED.lease_ms",
+	    7, NULL, v, NULL, NULL, 0);
 	int rc = 0;
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		rc = cw_err(em, "heartbeat (shardrouter.routers)", PQerrorMessage(w->conn));
+	} else {
+		if (ack != w->acked_sent)
+			log_debug("catalog watcher: acked epoch %" PRIu64, ack);
+		w->acked_sent = ack;
+		w->written_lease_ms = lease_ms;
+		cw_publish_lease_ms(w);
+	}
 	PQclear(res);
 	return rc;
+}
+
+/* Heartbeat at once when the workers have drained a newer epoch than the
+ * last one acked (the move waits on it); otherwise nothing. */
+static void cw_ack_if_drained(struct catwatch *w)
+{
+	if (!w->conn || cw_ack_epoch() <= w->acked_sent)
+		return;
+	struct sr_errmsg em;
+	if (cw_heartbeat(w, &em))
+		cw_fail(w, &em);
 }
 
 static void cw_save_cache(const struct catwatch *w, const struct sm_map *m)
@@ -304,6 +373,9 @@ static int cw_reload(struct catwatch *w, uint64_t pub, const char *why, bool *co
 static int cw_sync(struct catwatch *w, const char *why, struct sr_errmsg *em)
 {
 	uint64_t t0 = sr_mono_ms(), cat;
+	/* Notice an expired lease before anything (e.g. after SIGSTOP), so the
+	 * map is reloaded before the lease is renewed. */
+	cw_lease_check(w, t0);
 	int rc = sm_catalog_epoch(w->conn, &cat, em);
 	if (rc)
 		return rc;
@@ -323,11 +395,20 @@ static int cw_sync(struct catwatch *w, const char *why, struct sr_errmsg *em)
 	rc = cw_heartbeat(w, em);
 	if (rc || !confirmed)
 		return rc;
+	/* Workers check the confirmed epoch against the map they route by
+	 * (catwatch_lease_covers): store it before renewing the lease. */
+	atomic_store(&cw_confirmed_epoch, published_epoch());
 	atomic_store(&cw_last_ok_ms, (long long)t0);
 	if (expired) {
 		atomic_store(&cw_expired, false);
-		log_info("catalog lease regained: map epoch %" PRIu64 " confirmed",
-			 published_epoch());
+		if (w->registered)
+			log_info("catalog lease regained: map epoch %" PRIu64 " confirmed",
+				 published_epoch());
+		else
+			log_info("registered as router %s; map epoch %" PRIu64 " confirmed, writes "
+				 "allowed",
+				 w->router_id, published_epoch());
+		w->registered = true;
 	}
 	return 0;
 }
@@ -390,8 +471,10 @@ static void cw_step_connected(struct catwatch *w, uint64_t now)
 			return;
 		}
 		notified = r > 0 && cw_drain_notifies(w);
-		if (!notified && sr_mono_ms() < w->next_tick)
+		if (!notified && sr_mono_ms() < w->next_tick) {
+			cw_ack_if_drained(w); /* woken by a worker (catwatch_wake) */
 			return;
+		}
 	}
 	cw_tick(w, notified ? "notify" : "poll");
 }
@@ -449,6 +532,16 @@ static void cw_free(struct catwatch *w)
 	w->wake[0] = w->wake[1] = -1;
 }
 
+bool catwatch_wait_lease(int timeout_ms)
+{
+	for (int waited = 0; !catwatch_lease_ok(); waited += 5) {
+		if (waited >= timeout_ms)
+			return false;
+		usleep(5000);
+	}
+	return true;
+}
+
 int catwatch_start(const struct config *cfg, struct sr_errmsg *em)
 {
 	if (cw_running)
@@ -476,14 +569,22 @@ int catwatch_start(const struct config *cfg, struct sr_errmsg *em)
 	cw_identity(w, cfg);
 	w->poll_ms = cfg->catalog_poll_ms;
 	w->lease_ms = cfg->catalog_lease_ms;
+	w->written_lease_ms = cfg->catalog_lease_ms;
+	atomic_store(&cw_confirmed_epoch, 0);
 	atomic_store(&w->stop, false);
 	atomic_store(&cw_lease_ms, (long long)w->lease_ms);
-	atomic_store(&cw_last_ok_ms, (long long)sr_mono_ms());
-	atomic_store(&cw_expired, false);
+	/* No lease until the first sync has registered this router (so a move
+	 * can see it and wait for its ack) and confirmed the map: a router that
+	 * started from the cache file, or whose map a move changed between its
+	 * load and its registration, must not write by it. Reads go on. */
+	atomic_store(&cw_last_ok_ms, (long long)sr_mono_ms() - w->lease_ms - 1);
+	atomic_store(&cw_expired, true);
 	atomic_store(&cw_enabled, true);
+	atomic_store(&cw_wake_fd, w->wake[1]);
 	int rc = pthread_create(&w->thread, NULL, cw_main, w);
 	if (rc != 0) {
 		atomic_store(&cw_enabled, false);
+		atomic_store(&cw_wake_fd, -1);
 		cw_free(w);
 		return sr_errmsg_set(em, SR_EIO, "catalog watcher: pthread_create: %s",
 				     strerror(rc));
@@ -502,6 +603,7 @@ void catwatch_stop(void)
 	ssize_t n = write(cw.wake[1], "x", 1);
 	(void)n;
 	pthread_join(cw.thread, NULL);
+	atomic_store(&cw_wake_fd, -1);
 	cw_free(&cw);
 	cw_running = false;
 }

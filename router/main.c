@@ -242,6 +242,9 @@ static int start(const char *path, bool daemonize, bool verbose)
 		fprintf(stderr, "shardrouter: %s\n", em.text);
 		return 1;
 	}
+	if (!catwatch_wait_lease(5000))
+		log_warn("no catalog lease yet (catalog unreachable?): writes by key are refused "
+			 "until this router has registered and confirmed its map; reads go on");
 	if (cfg->metrics_listen.port > 0 && metrics_start(&cfg->metrics_listen, &em)) {
 		log_error("%s", em.text);
 		fprintf(stderr, "shardrouter: %s\n", em.text);

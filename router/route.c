@@ -101,6 +101,8 @@ static bool apply_hint_key(struct route_unit *u, const struct topo *t, const str
 	}
 	u->has_hash = true;
 	u->hash = h;
+	if (rg->read_lsn > u->read_lsn)
+		u->read_lsn = rg->read_lsn;
 	if (rg->state == SM_RANGE_FROZEN && !u->frozen) {
 		u->frozen = true;
 		u->frozen_lo = rg->lo;
@@ -144,6 +146,8 @@ static void route_keys(struct route_unit *u, const struct topo *t, const struct 
 			u->frozen = true;
 			u->frozen_lo = rg->lo;
 		}
+		if (rg->read_lsn > u->read_lsn)
+			u->read_lsn = rg->read_lsn;
 		if (first >= 0 && rg->shard_id != first) {
 			fail(u, "0A000",
 			     "Send one statement per shard, or one key per statement.",

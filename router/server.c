@@ -72,7 +72,8 @@ int server_push_req(struct server *s, enum srv_req_kind kind, bool drop)
 	}
 	uint64_t start = !drop && (kind == REQ_QUERY || kind == REQ_SYNC) ? sr_mono_us() : 0;
 	s->q[(s->q_head + s->q_len) % s->q_cap] = (struct srv_req){
-		.kind = (uint8_t)kind, .drop = drop, .capture = false, .start_us = start
+		.kind = (uint8_t)kind, .drop = drop, .capture = false, .start_us = start,
+		.epoch = s->w->topo_epoch
 	};
 	s->q_len++;
 	return 0;
@@ -81,6 +82,17 @@ int server_push_req(struct server *s, enum srv_req_kind kind, bool drop)
 bool server_queue_empty(const struct server *s)
 {
 	return s->q_len == 0;
+}
+
+uint64_t server_min_req_epoch(const struct server *s)
+{
+	uint64_t m = UINT64_MAX;
+	for (uint32_t i = 0; i < s->q_len; i++) {
+		uint64_t e = s->q[(s->q_head + i) % s->q_cap].epoch;
+		if (e < m)
+			m = e;
+	}
+	return m;
 }
 
 static struct srv_req *q_head(struct server *s)
@@ -167,6 +179,7 @@ void server_free(struct server *s)
 {
 	if (!s)
 		return;
+	worker_remove_server(s->w, s);
 	if (s->bev) {
 		bufferevent_free(s->bev);
 		atomic_fetch_sub(&n_servers, 1);
@@ -340,6 +353,8 @@ static bool relay_msg(struct server *s, struct evbuffer *in, char type, uint32_t
 			topo_count_latency(s->live, now > h->start_us ? now - h->start_us : 0);
 		}
 		q_pop(s);
+		if (s->w->drain_pending)
+			worker_check_drained(s->w);
 		if (!drop && s->client && client_visible_status(s->client, s->txstatus) != s->txstatus) {
 			evbuffer_drain(in, total);
 			if (pw_write_ready(client_output(s->client),
@@ -558,6 +573,7 @@ struct server *server_connect(struct pool *p)
 		free(s);
 		return NULL;
 	}
+	worker_add_server(p->w, s);
 	return s;
 }
 

@@ -618,11 +618,6 @@ static bool acquire(struct client *c, int backend)
 	return false;
 }
 
-static bool bound_tx(const struct client *c, const struct server *s)
-{
-	return (c->in_tx || s->txstatus != 'I') && !c->held_begin;
-}
-
 /*
  * A write to a range that a move has frozen. A new transaction waits (like
  * PAUSE) until the map changes - cutover makes the target the owner, or an
@@ -662,6 +657,44 @@ static bool frozen_check(struct client *c, const struct unit *u, const struct an
 	return false;
 }
 
+/*
+ * The guards every write by key passes before it is sent anywhere (SPEC 3,
+ * 4): the catalog lease, and frozen ranges. `bound`: the transaction already
+ * runs on a server (its earlier statements were sent), so a refusal rolls it
+ * back. Returns true when the unit may go on; false when it was answered
+ * with an error or waits (paused_wait / blocked).
+ */
+static bool write_guard(struct client *c, const struct unit *u, const struct analysis *a,
+			const struct topo *t, bool bound)
+{
+	bool lease = !a->ru.has_hash || catwatch_lease_ok();
+	if (lease && !a->ru.frozen && (!a->ru.has_hash || catwatch_lease_covers(t->map->epoch)))
+		return true;
+	if (bound && !server_queue_empty(c->server)) {
+		c->blocked = true; /* answer in order, after what is in flight */
+		return false;
+	}
+	if (!lease) {
+		/* Without the catalog for longer than catalog_lease_ms the router
+		 * cannot know whether this range moved: no writes to it. */
+		if (c->in_tx)
+			abort_transaction(c);
+		reply_error(c, u, "25006",
+			    "shardrouter cannot confirm the owner of this key's range: the catalog "
+			    "has been unreachable for longer than catalog_lease_ms; writes are "
+			    "refused, reads go on",
+			    NULL, "Check the catalog database and the router log.");
+		return false;
+	}
+	if (a->ru.frozen)
+		return frozen_check(c, u, a, bound);
+	/* The lease was just regained with a newer map than this worker routes
+	 * by: wait for it (the watcher kicks every worker after publishing). */
+	c->paused_wait = true;
+	bufferevent_disable(c->bev, EV_READ);
+	return false;
+}
+
 /* Decide where the unit runs; attach a server if needed. True when c has
  * the right server attached and the unit can be forwarded now. */
 static bool place_unit(struct client *c, const struct unit *u, const struct analysis *a)
@@ -680,15 +713,23 @@ static bool place_unit(struct client *c, const struct unit *u, const struct anal
 	int32_t shard = a->ru.has_shard ? a->ru.shard : s ? s->pool->shard_id : t->home_shard;
 	bool primary = a->ru.needs_primary || (a->has_begin && !a->begin_ro) ||
 		       (in_tx && !c->tx_read_only);
+	/* A held BEGIN is not bound to the attached (session) server yet. */
+	bool bound = s && in_tx && !c->held_begin;
 	log_debug("client %u: route unit=%c stmts=%d execs=%d shard=%d primary=%d in_tx=%d "
 		  "attached=%d reason=\"%s\"",
 		  c->id, u->first, a->n_stmts, a->n_execs, shard, primary, in_tx, s != NULL,
 		  a->ru.reason ? a->ru.reason : "");
+	/* Inside a bound transaction only statements that write are guarded
+	 * (its reads of a frozen range go on); a new transaction that will run
+	 * on the primary is guarded as a whole. Checked before anything below
+	 * may forward the unit to the server already attached. */
+	bool guarded = bound ? a->ru.needs_primary : primary;
+	if (guarded && !write_guard(c, u, a, t, bound))
+		return false;
+	c->frozen_since_ms = 0;
 	if (s) {
 		bool same = s->pool->shard_id == shard;
 		bool role_ok = s->pool->role == ROLE_PRIMARY || !primary;
-		/* A held BEGIN is not bound to the attached (session) server yet. */
-		bool bound = in_tx && !c->held_begin;
 		if (c->held_begin && same && role_ok && server_queue_empty(s)) {
 			inject_held(c, s);
 			return true;
@@ -717,27 +758,21 @@ static bool place_unit(struct client *c, const struct unit *u, const struct anal
 		client_detach_server(c);
 		c->state = CL_IDLE;
 	}
-	if (primary && a->ru.has_hash && !catwatch_lease_ok()) {
-		/* SPEC 3: without the catalog for longer than catalog_lease_ms the
-		 * router cannot know whether this range moved: no writes to it. */
-		char msg[256];
-		snprintf(msg, sizeof(msg),
-			 "shardrouter cannot confirm the owner of this key's range: the catalog has "
-			 "been unreachable for longer than catalog_lease_ms; writes are refused, "
-			 "reads go on");
-		reply_error(c, u, "25006", msg, NULL, "Check the catalog database and the router log.");
-		return false;
-	}
-	if (primary && a->ru.frozen && !frozen_check(c, u, a, s != NULL && bound_tx(c, s)))
-		return false;
-	c->frozen_since_ms = 0;
 	if (worker_shard_paused(shard)) {
 		/* PAUSE: the transaction starts after RESUME (kick_cb re-runs it). */
 		c->paused_wait = true;
 		bufferevent_disable(c->bev, EV_READ);
 		return false;
 	}
-	int b = route_pick_backend(t, shard, primary, client_ryw_lsn(c, shard));
+	/* A range a move cut over has a read LSN: replicas serve its keyed reads
+	 * only once they have replayed past it (like read_your_writes). */
+	int64_t min_lsn = client_ryw_lsn(c, shard);
+	if (!primary && a->ru.read_lsn) {
+		int64_t rl = a->ru.read_lsn > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)a->ru.read_lsn;
+		if (rl > min_lsn)
+			min_lsn = rl;
+	}
+	int b = route_pick_backend(t, shard, primary, min_lsn);
 	if (b < 0) {
 		char msg[128];
 		snprintf(msg, sizeof(msg), "shard %d is not in the shard map", shard);

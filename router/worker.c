@@ -25,6 +25,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "router/auth.h"
+#include "router/catwatch.h"
 #include "router/cancel.h"
 #include "router/client.h"
 #include "router/config.h"
@@ -69,8 +70,67 @@ void worker_refresh(struct worker *w)
 			topo_unref(w->topo);
 			w->topo = t;
 			w->topo_gen = tg;
+			w->topo_epoch = t->map ? t->map->epoch : 0;
+			worker_check_drained(w);
 		}
 	}
+}
+
+/* ---- drained epochs (see worker.h) ------------------------------------------ */
+
+#define DRAIN_RECHECK_MS 20
+
+void worker_add_server(struct worker *w, struct server *s)
+{
+	s->all_prev = NULL;
+	s->all_next = w->servers;
+	if (w->servers)
+		w->servers->all_prev = s;
+	w->servers = s;
+}
+
+void worker_remove_server(struct worker *w, struct server *s)
+{
+	if (s->all_prev)
+		s->all_prev->all_next = s->all_next;
+	else if (w->servers == s)
+		w->servers = s->all_next;
+	else
+		return; /* not linked */
+	if (s->all_next)
+		s->all_next->all_prev = s->all_prev;
+	s->all_prev = s->all_next = NULL;
+}
+
+void worker_check_drained(struct worker *w)
+{
+	uint64_t d = w->topo_epoch;
+	for (struct server *s = w->servers; s && d > 0; s = s->all_next) {
+		if (s->state == SRV_CLOSING || s->pool->role != ROLE_PRIMARY)
+			continue;
+		uint64_t m = server_min_req_epoch(s);
+		if (m < d)
+			d = m;
+	}
+	if (d > atomic_load_explicit(&w->drained_epoch, memory_order_relaxed)) {
+		atomic_store_explicit(&w->drained_epoch, d, memory_order_release);
+		catwatch_wake();
+	}
+	w->drain_pending = d < w->topo_epoch;
+	if (w->drain_pending && w->drain_timer && !event_pending(w->drain_timer, EV_TIMEOUT, NULL)) {
+		struct timeval tv = { 0, DRAIN_RECHECK_MS * 1000 };
+		event_add(w->drain_timer, &tv);
+	}
+}
+
+static void drain_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct worker *w = arg;
+	worker_refresh(w);
+	if (w->drain_pending)
+		worker_check_drained(w);
 }
 
 static void reaper_cb(evutil_socket_t fd, short what, void *arg)
@@ -255,6 +315,17 @@ void worker_count_route_error(const char *sqlstate)
 static struct worker *all_workers;
 static int n_all_workers;
 
+uint64_t worker_min_drained_epoch(void)
+{
+	uint64_t m = UINT64_MAX;
+	for (int i = 0; i < n_all_workers; i++) {
+		uint64_t d = atomic_load_explicit(&all_workers[i].drained_epoch, memory_order_acquire);
+		if (d < m)
+			m = d;
+	}
+	return m == UINT64_MAX ? 0 : m;
+}
+
 void worker_set_all(struct worker *workers, int n)
 {
 	all_workers = workers;
@@ -308,6 +379,9 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct worker *w = arg;
+	/* A kick follows every map publish: switch to the new map now, so an
+	 * idle worker acks (drains) it without waiting for a client. */
+	worker_refresh(w);
 	for (struct client *c = w->clients; c; c = c->next)
 		if (c->paused_wait) {
 			c->paused_wait = false;
@@ -367,7 +441,9 @@ int worker_start(struct worker *w, int id, int listen_fd)
 	w->reaper = event_new(w->base, -1, 0, reaper_cb, w);
 	w->housekeeping = event_new(w->base, -1, EV_PERSIST, housekeeping_cb, w);
 	w->kick = event_new(w->base, -1, 0, kick_cb, w);
-	if (!w->listener || !w->reaper || !w->housekeeping || !w->kick || cancel_init(w))
+	w->drain_timer = evtimer_new(w->base, drain_timer_cb, w);
+	if (!w->listener || !w->reaper || !w->housekeeping || !w->kick || !w->drain_timer ||
+	    cancel_init(w))
 		return SR_ENOMEM;
 	struct timeval sec = { 1, 0 };
 	event_add(w->housekeeping, &sec);

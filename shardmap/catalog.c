@@ -14,18 +14,24 @@
  *             key_type in ('bigint','text','uuid'), created_at. Tables with
  *             the same key column name and type are co-located.
  *   ranges    lo text PK, hi text, shard_id -> shards, state in
- *             ('active','frozen'), updated_at. lo/hi are exactly 16
+ *             ('active','frozen'), updated_at, read_lsn (NULL, or the
+ *             owner primary's LSN at a move's cutover: replicas serve reads
+ *             of the range only once they have replayed past it). lo/hi are exactly 16
  *             lowercase hex digits with COLLATE "C", so text order is numeric
  *             order; ranges are inclusive and tile 0000000000000000 ..
  *             ffffffffffffffff with no gap or overlap (checked by the code
  *             that writes them: sm_catalog_apply validates the whole map).
  *   routers   router_id text PK, host, pid, version, started_at,
- *             heartbeat_at, acked_epoch: written by routers.
+ *             heartbeat_at, acked_epoch, lease_ms: written by routers.
+ *             acked_epoch is the newest epoch whose map every worker uses
+ *             with no request routed by an older map still in flight.
  *   moves     move_id bigserial PK, range_lo/range_hi, from_shard,
  *             to_shard, step, state in ('running','done','failed',
  *             'rolled_back'), slot_name, snapshot, rows_copied, started_at,
- *             updated_at, error: the journal of `shardctl move`; at most one
- *             running move per range_lo.
+ *             updated_at, error, publication, applied_lsn, freeze_epoch,
+ *             frozen_at, cutover_lsn, bytes_copied, changes_applied,
+ *             rows_deleted, finished_at: the journal of `shardctl move`; at
+ *             most one running move per range_lo.
  *
  * Every change is one READ COMMITTED transaction: pg_advisory_xact_lock(
  * SM_CATALOG_LOCK_KEY), load the map (each statement after the lock sees
@@ -96,6 +102,21 @@ static const char *const install_sql[] = {
      " error text)"),
     ("CREATE UNIQUE INDEX IF NOT EXISTS moves_one_running"
      " ON shardrouter.moves (range_lo) WHERE state = 'running'"),
+    /* Columns added after the first release of schema 1 (idempotent). */
+    ("ALTER TABLE shardrouter.ranges"
+     " ADD COLUMN IF NOT EXISTS read_lsn pg_lsn"),
+    ("ALTER TABLE shardrouter.routers"
+     " ADD COLUMN IF NOT EXISTS lease_ms bigint"),
+    ("ALTER TABLE shardrouter.moves"
+     " ADD COLUMN IF NOT EXISTS publication text,"
+     " ADD COLUMN IF NOT EXISTS applied_lsn pg_lsn,"
+     " ADD COLUMN IF NOT EXISTS freeze_epoch bigint,"
+     " ADD COLUMN IF NOT EXISTS frozen_at timestamptz,"
+     " ADD COLUMN IF NOT EXISTS cutover_lsn pg_lsn,"
+     " ADD COLUMN IF NOT EXISTS bytes_copied bigint NOT NULL DEFAULT 0,"
+     " ADD COLUMN IF NOT EXISTS changes_applied bigint NOT NULL DEFAULT 0,"
+     " ADD COLUMN IF NOT EXISTS rows_deleted bigint NOT NULL DEFAULT 0,"
+     " ADD COLUMN IF NOT EXISTS finished_at timestamptz"),
     "INSERT INTO shardrouter.meta (schema_version) VALUES (1) ON CONFLICT DO NOTHING",
 };
 
@@ -322,13 +343,21 @@ static int load_range_row(PGresult *res, int i, struct sm_range *r, struct sr_er
 				     "bad range bounds %s..%s in shardrouter.ranges",
 				     PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
 	r->shard_id = (int32_t)atoi(PQgetvalue(res, i, 2));
+	r->read_lsn = 0;
+	if (!PQgetisnull(res, i, 4)) {
+		const char *lsn = PQgetvalue(res, i, 4);
+		if (sm_lsn_parse(lsn, strlen(lsn), &r->read_lsn))
+			return sr_errmsg_set(em, SR_ECORRUPT,
+					     "bad read_lsn \"%s\" of range %s in shardrouter.ranges",
+					     lsn, PQgetvalue(res, i, 0));
+	}
 	return sm_range_state_parse(PQgetvalue(res, i, 3), &r->state, em);
 }
 
 static int load_ranges(PGconn *conn, struct sm_map *m, struct sr_errmsg *em)
 {
 	PGresult *res = db_exec(conn,
-				"SELECT lo, hi, shard_id, state FROM shardrouter.ranges"
+				"SELECT lo, hi, shard_id, state, read_lsn FROM shardrouter.ranges"
 				" ORDER BY lo COLLATE \"C\"",
 				0, NULL, "load ranges", em);
 	if (!res)
@@ -566,20 +595,22 @@ static const struct sm_range *range_by_lo(const struct sm_map *m, uint64_t lo)
 static int write_one_range(PGconn *conn, const struct sm_range *r, const struct sm_range *old,
 			   struct sr_errmsg *em)
 {
-	char lo[17], hi[17], id[16];
+	char lo[17], hi[17], id[16], lsn[18];
 	hex16_format(r->lo, lo);
 	hex16_format(r->hi, hi);
 	snprintf(id, sizeof(id), "%" PRId32, r->shard_id);
-	const char *v[] = {lo, hi, id, sm_range_state_name(r->state)};
+	sm_lsn_format(r->read_lsn, lsn);
+	/* read_lsn 0 is stored as NULL ("no read LSN") */
+	const char *v[] = {lo, hi, id, sm_range_state_name(r->state), r->read_lsn ? lsn : NULL};
 	if (!old)
 		return db_cmd(conn,
-			      "INSERT INTO shardrouter.ranges (lo, hi, shard_id, state)"
-			      " VALUES ($1, $2, $3, $4)",
-			      4, v, "write ranges", em);
+			      "INSERT INTO shardrouter.ranges (lo, hi, shard_id, state, read_lsn)"
+			      " VALUES ($1, $2, $3, $4, $5::pg_lsn)",
+			      5, v, "write ranges", em);
 	return db_cmd(conn,
 		      "UPDATE shardrouter.ranges SET hi = $2, shard_id = $3, state = $4,"
-		      " updated_at = now() WHERE lo = $1",
-		      4, v, "write ranges", em);
+		      " read_lsn = $5::pg_lsn, updated_at = now() WHERE lo = $1",
+		      5, v, "write ranges", em);
 }
 
 static int write_ranges(PGconn *conn, const struct sm_map *b, const struct sm_map *a, int *changes,
@@ -600,7 +631,7 @@ static int write_ranges(PGconn *conn, const struct sm_map *b, const struct sm_ma
 	for (size_t i = 0; i < a->n_ranges; i++) {
 		const struct sm_range *r = &a->ranges[i], *old = range_by_lo(b, r->lo);
 		if (old && old->hi == r->hi && old->shard_id == r->shard_id &&
-		    old->state == r->state)
+		    old->state == r->state && old->read_lsn == r->read_lsn)
 			continue;
 		int rc = write_one_range(conn, r, old, em);
 		if (rc)

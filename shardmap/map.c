@@ -9,7 +9,10 @@
  */
 #include "shardmap/map.h"
 
+#include "shardmap/hash.h"
+
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -552,4 +555,47 @@ int sm_map_set_state(struct sm_map *m, uint64_t lo, enum sm_range_state st, stru
 		return 0;
 	}
 	return sr_errmsg_set(em, SR_EINVAL, "unknown range state %d", (int)st);
+}
+
+int sm_map_set_read_lsn(struct sm_map *m, uint64_t lo, uint64_t lsn, struct sr_errmsg *em)
+{
+	struct sm_range *r = sm_map_find_range(m, lo);
+	if (!r)
+		return range_not_found(lo, em);
+	r->read_lsn = lsn;
+	return 0;
+}
+
+/* n hex digits at s (1 <= n <= max) into *out. */
+static bool lsn_hex(const char *s, size_t n, size_t max, uint64_t *out)
+{
+	uint64_t v = 0;
+	if (n == 0 || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		int d = sm_hex_digit((unsigned char)s[i]);
+		if (d < 0)
+			return false;
+		v = v << 4 | (uint64_t)d;
+	}
+	*out = v;
+	return true;
+}
+
+int sm_lsn_parse(const char *s, size_t n, uint64_t *out)
+{
+	const char *slash = memchr(s, '/', n);
+	uint64_t hi, lo;
+	if (!slash)
+		return n == 16 && lsn_hex(s, n, 16, out) ? 0 : SR_EINVAL;
+	size_t hn = (size_t)(slash - s);
+	if (!lsn_hex(s, hn, 8, &hi) || !lsn_hex(slash + 1, n - hn - 1, 8, &lo))
+		return SR_EINVAL;
+	*out = hi << 32 | lo;
+	return 0;
+}
+
+void sm_lsn_format(uint64_t lsn, char *buf)
+{
+	snprintf(buf, 18, "%" PRIX32 "/%" PRIX32, (uint32_t)(lsn >> 32), (uint32_t)lsn);
 }

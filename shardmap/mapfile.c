@@ -73,8 +73,14 @@ static void mapfile_put_body(FILE *f, const struct sm_map *m)
 	}
 	for (size_t i = 0; i < m->n_ranges; i++) {
 		const struct sm_range *r = &m->ranges[i];
-		fprintf(f, "range %016" PRIx64 " %016" PRIx64 " %" PRId32 " %s\n", r->lo, r->hi,
+		fprintf(f, "range %016" PRIx64 " %016" PRIx64 " %" PRId32 " %s", r->lo, r->hi,
 			r->shard_id, sm_range_state_name(r->state));
+		if (r->read_lsn) {
+			char lsn[18];
+			sm_lsn_format(r->read_lsn, lsn);
+			fprintf(f, " %s", lsn);
+		}
+		fputc('\n', f);
 	}
 }
 
@@ -273,9 +279,11 @@ static int mapfile_line_table(struct mapfile_parser *ps, const struct mapfile_fi
 static int mapfile_line_range(struct mapfile_parser *ps, const struct mapfile_field *fl, int nf)
 {
 	struct sm_range r = {0};
-	if (nf != 5 || !mapfile_parse_hex16(fl[1], &r.lo) || !mapfile_parse_hex16(fl[2], &r.hi) ||
-	    !mapfile_parse_id(fl[3], &r.shard_id))
+	if ((nf != 5 && nf != 6) || !mapfile_parse_hex16(fl[1], &r.lo) ||
+	    !mapfile_parse_hex16(fl[2], &r.hi) || !mapfile_parse_id(fl[3], &r.shard_id))
 		return mapfile_corrupt(ps, "bad range line");
+	if (nf == 6 && (sm_lsn_parse(fl[5].p, fl[5].n, &r.read_lsn) || r.read_lsn == 0))
+		return mapfile_corrupt(ps, "bad read LSN on range line");
 	if (mapfile_field_is(fl[4], "active"))
 		r.state = SM_RANGE_ACTIVE;
 	else if (mapfile_field_is(fl[4], "frozen"))

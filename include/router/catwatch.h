@@ -6,9 +6,14 @@
  * "shardrouter-catwatch"; blocking libpq, never on a worker thread) and:
  *   - registers the router in shardrouter.routers (router_id
  *     "HOSTNAME:PORT:PID") and heartbeats every catalog_poll_ms, writing
- *     acked_epoch = the epoch of the map currently published (right after a
- *     swap too: that write is the router's "ack" of the new epoch; workers
- *     switch to the new snapshot at their next unit);
+ *     lease_ms (its catalog_lease_ms) and acked_epoch = the smallest
+ *     drained epoch of the workers (worker_min_drained_epoch, router/worker.h:
+ *     every worker routes by a map of at least that epoch and no request
+ *     routed by an older map is still in flight on a primary connection).
+ *     After a swap every worker is kicked, switches to the new map and
+ *     re-checks until drained; each advance wakes the watcher
+ *     (catwatch_wake), which heartbeats at once - that write is the
+ *     router's "ack" of the new epoch;
  *   - LISTENs on SM_CATALOG_CHANNEL and also reads shardrouter.meta.epoch
  *     every catalog_poll_ms (the fallback when a NOTIFY is lost); when the
  *     catalog's epoch is greater than the published one it loads the map,
@@ -29,6 +34,7 @@
 #define SR_ROUTER_CATWATCH_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "common/err.h"
 
@@ -40,6 +46,10 @@ struct config;
  * held. Needs a published topo. SR_ENOMEM / SR_EIO (thread or pipe creation)
  * with em set. Call once. */
 int catwatch_start(const struct config *cfg, struct sr_errmsg *em) SR_MUST_CHECK;
+/* Main thread, after catwatch_start: wait up to timeout_ms for the first
+ * lease (registered and map confirmed). false when it did not come: the
+ * router starts anyway, refusing writes by key until it does. */
+bool catwatch_wait_lease(int timeout_ms);
 
 /* Stop and join the thread (unregistering the router when connected).
  * A no-op when not started. */
@@ -57,5 +67,14 @@ void catwatch_stop(void);
  * counted from catwatch_start. Always true when no catalog is configured.
  * Lock-free (two atomic loads and a CLOCK_MONOTONIC read); any thread. */
 bool catwatch_lease_ok(void);
+
+/* False while the last confirmation was of a newer map than `epoch` (a
+ * worker that has not switched to it yet must not write by its older map:
+ * re-run after its kick). Always true without a catalog. Any thread. */
+bool catwatch_lease_covers(uint64_t epoch);
+
+/* A worker's drained epoch advanced: make the watcher heartbeat soon.
+ * Non-blocking (one byte into a pipe); any thread; no-op when not running. */
+void catwatch_wake(void);
 
 #endif

@@ -31,6 +31,7 @@ struct route_unit {
 	uint64_t hash;
 	bool frozen;           /* a key lies in a range frozen by a move */
 	uint64_t frozen_lo;    /* that range */
+	uint64_t read_lsn;     /* max read_lsn of the keys' ranges (0 = none) */
 	int n_statements;
 };
 

@@ -51,6 +51,7 @@ struct srv_req {
 	bool drop;    /* injected by the router: do not forward the response */
 	bool capture; /* its one-column DataRow is the client's write LSN */
 	uint64_t start_us; /* REQ_QUERY/REQ_SYNC sent by the client: when forwarded */
+	uint64_t epoch;    /* map epoch the worker routed by when it was queued */
 };
 
 /* A statement prepared on this server: name and a hash of text + types. */
@@ -72,6 +73,7 @@ struct server {
 	struct bufferevent *bev;
 	enum server_state state;
 	struct server *next;       /* idle list / reap list */
+	struct server *all_prev, *all_next; /* worker's list of all servers */
 	struct client *client;     /* attached client or NULL */
 	uint64_t id;
 	uint32_t be_pid, be_secret;
@@ -103,6 +105,8 @@ struct server *server_connect(struct pool *p);
 /* Queue a request record (when forwarding or injecting a message). */
 int server_push_req(struct server *s, enum srv_req_kind kind, bool drop) SR_MUST_CHECK;
 bool server_queue_empty(const struct server *s);
+/* Smallest epoch among the requests still queued on s; UINT64_MAX if none. */
+uint64_t server_min_req_epoch(const struct server *s);
 
 /* The server's output buffer, to forward messages into. */
 struct evbuffer *server_output(struct server *s);

@@ -80,6 +80,15 @@ struct worker {
 	struct users_ref *users;
 	unsigned topo_gen;
 	struct topo *topo;
+	uint64_t topo_epoch;        /* topo->map->epoch: stamped on every server request */
+
+	/* Drain tracking (see worker_drained_epoch). drain_pending is true while
+	 * drained_epoch < topo_epoch: then every ReadyForQuery from a server and
+	 * a DRAIN_RECHECK_MS timer re-check. */
+	atomic_ullong drained_epoch;
+	bool drain_pending;
+	struct event *drain_timer;
+	struct server *servers;     /* every server connection of this worker */
 
 	struct client *clients;     /* all clients of this worker (list) */
 	struct client *reap_clients;
@@ -115,6 +124,26 @@ void worker_client_count(int delta);
 
 /* Refresh cfg/users/topo if the shared generation changed. Worker thread. */
 void worker_refresh(struct worker *w);
+
+/*
+ * Drained epochs, the router's ack of a map change (SPEC 3; written to
+ * shardrouter.routers.acked_epoch by the catalog watcher). A worker has
+ * drained epoch E when it routes by a map of epoch >= E and no request
+ * routed under an older map is still in flight on any of its PRIMARY server
+ * connections (each server request records the epoch of the map that routed
+ * it). Replica connections do not count. Requests on a connection the router
+ * has closed do not count either (their responses can no longer arrive).
+ *
+ * worker_check_drained: recompute w's drained epoch (worker thread; cheap
+ * when nothing is pending); wakes the catalog watcher when it advances.
+ * worker_min_drained_epoch: min over all workers (any thread); 0 before
+ * workers run.
+ */
+void worker_check_drained(struct worker *w);
+uint64_t worker_min_drained_epoch(void);
+/* Link / unlink a server in w->servers (server.c). */
+void worker_add_server(struct worker *w, struct server *s);
+void worker_remove_server(struct worker *w, struct server *s);
 
 /* Queue a client or server for freeing after the current callbacks return. */
 void worker_reap_client(struct worker *w, struct client *c);

@@ -31,6 +31,10 @@ struct sm_range {
 	uint64_t hi; /* inclusive */
 	int32_t shard_id;
 	enum sm_range_state state;
+	/* 0, or the owner primary's WAL LSN at a move's cutover: replicas serve
+	 * keyed reads of the range only once they have replayed past it. Kept by
+	 * splits (both halves), cleared by nothing but sm_map_set_read_lsn. */
+	uint64_t read_lsn;
 };
 
 struct sm_shard {
@@ -98,6 +102,14 @@ int sm_map_split(struct sm_map *m, uint64_t lo, uint64_t at, uint64_t *at_out,
 		 struct sr_errmsg *em) SR_MUST_CHECK;
 int sm_map_reassign(struct sm_map *m, uint64_t lo, int32_t shard_id, struct sr_errmsg *em) SR_MUST_CHECK;
 int sm_map_set_state(struct sm_map *m, uint64_t lo, enum sm_range_state st, struct sr_errmsg *em) SR_MUST_CHECK;
+/* Set the read LSN of the range starting at lo (0 = none). SR_ENOTFOUND. */
+int sm_map_set_read_lsn(struct sm_map *m, uint64_t lo, uint64_t lsn, struct sr_errmsg *em) SR_MUST_CHECK;
+
+/* pg_lsn text "X/Y" (1-8 hex digits each, as Postgres prints it) <-> uint64.
+ * sm_lsn_parse also accepts exactly 16 hex digits; SR_EINVAL otherwise.
+ * sm_lsn_format writes "X/Y" (uppercase, like Postgres) into buf[>= 18]. */
+int sm_lsn_parse(const char *s, size_t n, uint64_t *out) SR_MUST_CHECK;
+void sm_lsn_format(uint64_t lsn, char *buf);
 
 /*
  * Cache file: a text file a router writes after each map it loads and reads
@@ -107,10 +119,12 @@ int sm_map_set_state(struct sm_map *m, uint64_t lo, enum sm_range_state st, stru
  *   shard <id> <primary-conninfo, percent-encoded>
  *   replica <shard-id> <conninfo, percent-encoded>
  *   table <schema> <name> <key_column> <bigint|text|uuid>
- *   range <lo-hex16> <hi-hex16> <shard-id> <active|frozen>
+ *   range <lo-hex16> <hi-hex16> <shard-id> <active|frozen> [<read-lsn X/Y>]
  *   checksum <hex16 XXH3_64bits of every byte before this line>
  * Written to path.tmp, fsync'd, renamed over path, directory fsync'd.
- * Loading checks the version, the checksum (SR_ECORRUPT) and validates.
+ * The read LSN field is written only when the range has one (files written
+ * before it existed load with read_lsn 0; on load it may also be 16 hex
+ * digits). Loading checks the version, the checksum (SR_ECORRUPT) and validates.
  */
 int sm_map_save(const struct sm_map *m, const char *path, struct sr_errmsg *em) SR_MUST_CHECK;
 int sm_map_load_file(const char *path, struct sm_map **out, struct sr_errmsg *em) SR_MUST_CHECK;

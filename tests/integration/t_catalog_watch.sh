@@ -6,7 +6,11 @@
 # without NOTIFY arrives by the epoch poll; the catalog lease expires while the catalog
 # refuses connections and is regained when it is back; the watcher rewrites the map
 # cache, so the router starts from it with the catalog down and serves queries by key;
-# with neither catalog nor cache it refuses to start, naming the cache.
+# with neither catalog nor cache it refuses to start, naming the cache; a range's
+# read_lsn (set by a move's cutover) sends its keyed reads to the primary until the
+# replica has replayed past it, and shardctl split keeps it on both halves; a router
+# stopped (SIGSTOP) for longer than the lease refuses keyed writes (25006) after it
+# resumes until it has reloaded the map, and then writes by the new map.
 # Needs: tests/harness (2 shards x 1 replica), psql. Binaries: $BUILD/shardrouter,
 # $BUILD/shardctl. Propagation times are printed as diagnostics ("# ... ms").
 set -u
@@ -170,7 +174,113 @@ t_ok "(c) with neither catalog nor cache it refuses to start (exit $rc)" \
 	test "$rc" -ne 0 -a "$rc" -ne 124
 t_like "... with a message naming the cache file" "$out" "cache file .*no-such.cache"
 
+# --- read_lsn: reads of a cut-over range wait for the replica to replay past it --
+cp "$DIR/router.log" "$DIR/router1.log"
+router_start "$PORT" "catalog_poll_ms = 500" "catalog_lease_ms = 3000"
+t_is "router restarted with the catalog" "$?" 0
+LOG=$DIR/router.log
+J=$("$BUILD/shardctl" hash 42 --type bigint --json)
+RLO=$(printf '%s' "$J" | jq -r '.range.lo // .lo')
+OWN=$(printf '%s' "$J" | jq -r '.shard')
+OWN_P=$(eval echo "\$SHARD${OWN}_PRIMARY_PORT")
+OWN_R=$(eval echo "\$SHARD${OWN}_REPLICA1_PORT")
+wait_replayed "$OWN_P" "$OWN_R"
+# is VALUE FUNC [ARGS...]: FUNC's output is VALUE (re-evaluated on every call).
+is() { [ "$("${@:2}")" = "$1" ]; }
+rep_tx() { admin 'SHOW REPLICAS' | awk -F'|' -v s="$OWN" '$1 == s { print $10 }'; }
+range_lsn() { admin 'SHOW SHARDMAP' | awk -F'|' -v lo="$1" '$1 == lo { print $6 }'; }
+reads() { # N: N keyed reads of order 42; prints how many found it
+	local i n=0
+	for ((i = 0; i < $1; i++)); do
+		[ "$(app 'SELECT order_id FROM orders WHERE order_id = 42')" = 42 ] && n=$((n + 1))
+	done
+	echo "$n"
+}
+set_read_lsn() { # lo lsn|NULL
+	cat_sql "BEGIN; SELECT pg_advisory_xact_lock(6001136956863697457);
+		UPDATE shardrouter.ranges SET read_lsn = $2 WHERE lo = '$1';
+		UPDATE shardrouter.meta SET epoch = epoch + 1;
+		SELECT pg_notify('shardrouter_map', (SELECT epoch FROM shardrouter.meta)::text);
+		COMMIT;" >/dev/null
+}
+t_is "baseline: reads of order 42 are served by the replica" \
+	"$(b=$(rep_tx); r=$(reads 10); echo "$r $(($(rep_tx) - b))")" "10 10"
+set_read_lsn "$RLO" "'FFFF/0'"
+wait_until 5 is FFFF/0 range_lsn "$RLO"
+t_is "SHOW SHARDMAP shows the range's read_lsn" "$(range_lsn "$RLO")" FFFF/0
+t_is "with read_lsn past every replica, reads go to the primary (replica count unchanged)" \
+	"$(b=$(rep_tx); r=$(reads 10); echo "$r $(($(rep_tx) - b))")" "10 0"
+t_ok "shardctl split $RLO (a catalog change that rewrites the range)" \
+	"$BUILD/shardctl" split "$RLO"
+t_is "both halves keep the read_lsn in the catalog" \
+	"$(cat_sql "SELECT count(*) FROM shardrouter.ranges WHERE read_lsn = 'FFFF/0'")" 2
+wait_until 5 is 2 sh -c "PGPASSWORD=admin psql -X -A -t -q -h 127.0.0.1 -p $PORT -U admin \
+	-d shardrouter -c 'SHOW SHARDMAP' | grep -c '|FFFF/0\$'"
+t_is "... and in the router's map" \
+	"$(admin 'SHOW SHARDMAP' | grep -c '|FFFF/0$')" 2
+t_like "... and in its cache file" "$(grep -c '^range .* FFFF/0$' "$DIR/map.cache")" "^2$"
+RLO=$(printf '%s' "$("$BUILD/shardctl" hash 42 --type bigint --json)" | jq -r '.range.lo // .lo')
+lsn=$(psql_at "$OWN_P" postgres "SELECT pg_current_wal_lsn()")
+set_read_lsn "$RLO" "'$lsn'"
+wait_until 5 is "$lsn" range_lsn "$RLO"
+wait_replayed "$OWN_P" "$OWN_R"
+rep_grows() { local b; b=$(rep_tx); reads 1 >/dev/null; [ "$(rep_tx)" -gt "$b" ]; }
+t_ok "read_lsn = the primary's LSN $lsn: reads go to the replica once it replayed past it" \
+	wait_until 10 rep_grows
+for lo in $(cat_sql "SELECT lo FROM shardrouter.ranges WHERE read_lsn IS NOT NULL"); do
+	set_read_lsn "$lo" NULL
+done
+wait_until 5 is 0 sh -c "PGPASSWORD=admin psql -X -A -t -q -h 127.0.0.1 -p $PORT -U admin \
+	-d shardrouter -c 'SHOW SHARDMAP' | grep -c '/'"
+t_is "read_lsn reset: reads of order 42 are served by the replica again" \
+	"$(b=$(rep_tx); r=$(reads 10); echo "$r $(($(rep_tx) - b))")" "10 10"
+
+# --- a router resumed after SIGSTOP longer than the lease -----------------------
+K2=777001
+J=$("$BUILD/shardctl" hash "$K2" --type bigint --json)
+K2LO=$(printf '%s' "$J" | jq -r '.range.lo // .lo')
+K2OLD=$(printf '%s' "$J" | jq -r '.shard')
+K2NEW=$((1 - K2OLD))
+regained() { grep -c 'catalog lease regained' "$LOG"; }
+r0=$(regained)
+kill -STOP "$ROUTER_PID"
+# While it sleeps, the range of K2 gets a new owner (as a move's cutover would).
+cat_sql "BEGIN; SELECT pg_advisory_xact_lock(6001136956863697457);
+	UPDATE shardrouter.ranges SET shard_id = $K2NEW WHERE lo = '$K2LO';
+	UPDATE shardrouter.meta SET epoch = epoch + 1;
+	SELECT pg_notify('shardrouter_map', (SELECT epoch FROM shardrouter.meta)::text);
+	COMMIT;" >/dev/null
+sleep 3.5 # > catalog_lease_ms
+# Keep the watcher from reading the catalog for a while after the resume.
+psql_at "$SHARD0_PRIMARY_PORT" shardrouter "BEGIN; LOCK TABLE shardrouter.meta IN ACCESS
+	EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;" >/dev/null 2>&1 &
+LOCKER=$!
+meta_locked() { cat_sql "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+	WHERE c.relname = 'meta' AND l.mode = 'AccessExclusiveLock' AND l.granted"; }
+wait_until 5 is 1 meta_locked
+kill -CONT "$ROUTER_PID"
+out=$(PGPASSWORD=app psql -X -A -t -q -h 127.0.0.1 -p "$PORT" -U app -d shop -v VERBOSITY=verbose \
+	-c "INSERT INTO orders (order_id, status) VALUES ($K2, 'resumed')" 2>&1)
+t_like "resumed past its lease, before reloading the map: keyed write refused with 25006" \
+	"$out" "25006"
+t_is "... and it was not applied on the old owner" \
+	"$(psql_at "$(eval echo "\$SHARD${K2OLD}_PRIMARY_PORT")" shop \
+		"SELECT count(*) FROM orders WHERE order_id = $K2")" 0
+t_is "reads go on meanwhile" "$(app 'SELECT order_id FROM orders WHERE order_id = 42')" 42
+wait "$LOCKER"
+wait_until 10 is $((r0 + 1)) regained
+t_is "the lease is regained once the catalog answers (map reloaded)" "$(regained)" $((r0 + 1))
+t_is "then the write goes to the range's new owner" \
+	"$(app "INSERT INTO orders (order_id, status) VALUES ($K2, 'resumed') RETURNING order_id")" \
+	"$K2"
+t_is "... shard $K2NEW has it, shard $K2OLD does not" \
+	"$(psql_at "$(eval echo "\$SHARD${K2NEW}_PRIMARY_PORT")" shop \
+		"SELECT count(*) FROM orders WHERE order_id = $K2")|$(psql_at \
+		"$(eval echo "\$SHARD${K2OLD}_PRIMARY_PORT")" shop \
+		"SELECT count(*) FROM orders WHERE order_id = $K2")" "1|0"
+router_stop
+
 t_is "no sanitizer reports in the router logs (MODE=asan)" \
-	"$(cat "$DIR"/router.log "$DIR"/down.log | grep -c 'Sanitizer')" 0
+	"$(cat "$DIR"/router1.log "$DIR"/router.log "$DIR"/down.log | grep -c 'Sanitizer')" 0
 
 t_done

@@ -58,6 +58,7 @@ static void assert_maps_equal(const struct sm_map *a, const struct sm_map *b)
 		assert_true(a->ranges[i].hi == b->ranges[i].hi);
 		assert_int_equal(a->ranges[i].shard_id, b->ranges[i].shard_id);
 		assert_int_equal(a->ranges[i].state, b->ranges[i].state);
+		assert_true(a->ranges[i].read_lsn == b->ranges[i].read_lsn);
 	}
 }
 
@@ -532,6 +533,88 @@ static void test_map_clone_is_deep(void **state)
 	sm_map_free(m);
 }
 
+static void test_map_set_read_lsn_and_split_keeps_it(void **state)
+{
+	(void)state;
+	struct sm_map *m = map_make(2, 2);
+	assert_true(m->ranges[0].read_lsn == 0 && m->ranges[1].read_lsn == 0);
+	assert_int_equal(sm_map_set_read_lsn(m, 0x8000000000000000u, 0x16B374D848u, NULL), 0);
+	assert_true(m->ranges[1].read_lsn == 0x16B374D848u);
+	assert_true(m->ranges[0].read_lsn == 0);
+	/* both halves of a split keep the read LSN; the other range is untouched */
+	assert_int_equal(sm_map_split(m, 0x8000000000000000u, 0xc000000000000000u, NULL, NULL), 0);
+	assert_int_equal(m->n_ranges, 3);
+	assert_true(m->ranges[1].read_lsn == 0x16B374D848u);
+	assert_true(m->ranges[2].read_lsn == 0x16B374D848u);
+	assert_true(m->ranges[0].read_lsn == 0);
+	/* a clone keeps it */
+	struct sm_map *c = map_snapshot(m);
+	assert_maps_equal(m, c);
+	assert_true(c->ranges[2].read_lsn == 0x16B374D848u);
+	sm_map_free(c);
+	/* cleared with 0 */
+	assert_int_equal(sm_map_set_read_lsn(m, 0xc000000000000000u, 0, NULL), 0);
+	assert_true(m->ranges[2].read_lsn == 0);
+	assert_true(m->ranges[1].read_lsn == 0x16B374D848u);
+	assert_int_equal(sm_map_validate(m, NULL), 0);
+	sm_map_free(m);
+}
+
+static void test_map_set_read_lsn_unknown_range_leaves_map(void **state)
+{
+	(void)state;
+	struct sm_map *m = map_make(2, 2);
+	struct sm_map *snap = map_snapshot(m);
+	struct sr_errmsg em = {{0}};
+	assert_int_equal(sm_map_set_read_lsn(m, 1, 42, &em), SR_ENOTFOUND);
+	assert_non_null(strstr(em.text, "0000000000000001"));
+	assert_maps_equal(m, snap);
+	sm_map_free(snap);
+	sm_map_free(m);
+}
+
+static void test_map_lsn_parse_and_format(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *text;
+		uint64_t v;
+	} ok[] = {
+	    {"0/0", 0},
+	    {"16/B374D848", 0x16B374D848u},
+	    {"16/b374d848", 0x16B374D848u},
+	    {"FFFF/0", 0xFFFF00000000u},
+	    {"FFFFFFFF/FFFFFFFF", UINT64_MAX},
+	    {"0/1", 1},
+	    {"000000ffffffffff", 0xffffffffffu},
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		uint64_t v = 7;
+		if (sm_lsn_parse(ok[i].text, strlen(ok[i].text), &v) != 0 || v != ok[i].v)
+			fail_msg("\"%s\" parsed wrong", ok[i].text);
+	}
+	static const char *bad[] = {"", "/", "1/", "/1", "1//2", "g/0", "123456789/0",
+				    "0/123456789", "0x1/2", "1/2 ", "ffff", "1-2"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		uint64_t v = 7;
+		if (sm_lsn_parse(bad[i], strlen(bad[i]), &v) != SR_EINVAL || v != 7)
+			fail_msg("\"%s\" accepted", bad[i]);
+	}
+	/* counted: only n bytes are read */
+	uint64_t v = 0;
+	assert_int_equal(sm_lsn_parse("1/2XYZ", 3, &v), 0);
+	assert_true(v == 0x100000002u);
+	char buf[18];
+	sm_lsn_format(0x16B374D848u, buf);
+	assert_string_equal(buf, "16/B374D848");
+	sm_lsn_format(0, buf);
+	assert_string_equal(buf, "0/0");
+	sm_lsn_format(UINT64_MAX, buf);
+	assert_string_equal(buf, "FFFFFFFF/FFFFFFFF");
+	assert_int_equal(sm_lsn_parse(buf, strlen(buf), &v), 0);
+	assert_true(v == UINT64_MAX);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -551,6 +634,9 @@ int main(void)
 	    cmocka_unit_test(test_map_add_shard_sorted_and_duplicates),
 	    cmocka_unit_test(test_map_add_table_sorted_and_find),
 	    cmocka_unit_test(test_map_clone_is_deep),
+	    cmocka_unit_test(test_map_set_read_lsn_and_split_keeps_it),
+	    cmocka_unit_test(test_map_set_read_lsn_unknown_range_leaves_map),
+	    cmocka_unit_test(test_map_lsn_parse_and_format),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -104,6 +104,8 @@ static void test_mapfile_fixture_parses(void **state)
 	assert_int_equal(m->n_ranges, 3);
 	assert_int_equal(m->ranges[1].shard_id, 1);
 	assert_int_equal(m->ranges[1].state, SM_RANGE_FROZEN);
+	for (size_t i = 0; i < m->n_ranges; i++)
+		assert_true(m->ranges[i].read_lsn == 0); /* lines without the field */
 	assert_int_equal(sm_map_lookup(m, UINT64_MAX)->shard_id, 0);
 	sm_map_free(m);
 }
@@ -291,6 +293,54 @@ struct tmpdir {
 	char tmp[136];
 };
 
+static void test_mapfile_read_lsn_roundtrip_and_old_lines(void **state)
+{
+	(void)state;
+	struct sm_map *m = parse_ok(fixture_v1, strlen(fixture_v1));
+	assert_int_equal(sm_map_set_read_lsn(m, 0x8000000000000000u, 0x16B374D848u, NULL), 0);
+	assert_int_equal(sm_map_set_read_lsn(m, 0xc000000000000000u, UINT64_MAX, NULL), 0);
+	char *buf = NULL;
+	size_t len = 0;
+	assert_int_equal(sm_map_serialize(m, &buf, &len, NULL), 0);
+	/* the field only where there is a read LSN; still format version 1 */
+	assert_non_null(strstr(buf, "shardrouter-map 1\n"));
+	assert_non_null(strstr(buf, "range 0000000000000000 7fffffffffffffff 0 active\n"));
+	assert_non_null(strstr(buf, "range 8000000000000000 bfffffffffffffff 1 frozen 16/B374D848\n"));
+	assert_non_null(
+	    strstr(buf, "range c000000000000000 ffffffffffffffff 0 active FFFFFFFF/FFFFFFFF\n"));
+	struct sm_map *back = parse_ok(buf, len);
+	assert_true(back->ranges[0].read_lsn == 0);
+	assert_true(back->ranges[1].read_lsn == 0x16B374D848u);
+	assert_true(back->ranges[2].read_lsn == UINT64_MAX);
+	assert_int_equal(back->ranges[1].state, SM_RANGE_FROZEN);
+	free(buf);
+	sm_map_free(back);
+	sm_map_free(m);
+	/* 16 hex digits are accepted too */
+	size_t n;
+	char *hex = with_checksum("shardrouter-map 1\nepoch 3\nshard 0 host=a\n"
+				  "range 0000000000000000 ffffffffffffffff 0 active 00000016b374d848\n",
+				  &n);
+	back = parse_ok(hex, n);
+	assert_true(back->ranges[0].read_lsn == 0x16B374D848u);
+	free(hex);
+	sm_map_free(back);
+}
+
+static void test_mapfile_bad_read_lsn_is_corrupt(void **state)
+{
+	(void)state;
+	static const char *bad[] = {"zz/1", "1/2/3", "0/0", "123", "1/", "1/2 x"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char body[256];
+		snprintf(body, sizeof(body),
+			 "shardrouter-map 1\nepoch 3\nshard 0 host=a\n"
+			 "range 0000000000000000 ffffffffffffffff 0 active %s\n",
+			 bad[i]);
+		expect_body_error(body, SR_ECORRUPT, NULL);
+	}
+}
+
 static int tmpdir_setup(void **state)
 {
 	struct tmpdir *t = calloc(1, sizeof(*t));
@@ -438,6 +488,8 @@ int main(void)
 	    cmocka_unit_test(test_mapfile_wrong_version_is_corrupt),
 	    cmocka_unit_test(test_mapfile_every_truncation_is_corrupt),
 	    cmocka_unit_test(test_mapfile_bad_records_are_corrupt),
+	    cmocka_unit_test(test_mapfile_read_lsn_roundtrip_and_old_lines),
+	    cmocka_unit_test(test_mapfile_bad_read_lsn_is_corrupt),
 	    cmocka_unit_test_setup_teardown(test_mapfile_save_load_roundtrip, tmpdir_setup,
 					    tmpdir_teardown),
 	    cmocka_unit_test_setup_teardown(test_mapfile_load_rejects_bad_files, tmpdir_setup,
