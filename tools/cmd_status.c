@@ -3,10 +3,12 @@
  * owners and states, each shard (reachable or not, ranges and share of the
  * hash space, row count per sharded table on its primary, replication lag
  * in bytes from the primary's pg_stat_replication) and the registered
- * routers with their acknowledged epochs. Unreachable shards and missing
+ * routers with their acknowledged epochs, running moves with their step
+ * (and the last five finished ones). Unreachable shards and missing
  * tables are reported, never fatal. Single-threaded.
  */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -202,7 +204,10 @@ static void json_routers(struct ctl_json *j, PGresult *rt)
 	json_arr_end(j);
 }
 
-static void status_json(const struct sm_map *m, const struct shard_status *st, PGresult *rt)
+static void json_moves(struct ctl_json *j, PGresult *mv);
+
+static void status_json(const struct sm_map *m, const struct shard_status *st, PGresult *rt,
+			PGresult *mv)
 {
 	struct ctl_json j;
 	json_begin(&j);
@@ -214,6 +219,7 @@ static void status_json(const struct sm_map *m, const struct shard_status *st, P
 		json_table(&j, NULL, &m->tables[t]);
 	json_arr_end(&j);
 	json_routers(&j, rt);
+	json_moves(&j, mv);
 	json_end(&j);
 }
 
@@ -287,6 +293,70 @@ static void text_routers(const struct sm_map *m, PGresult *rt)
 	}
 }
 
+/* Running moves, then the last 5 finished ones. */
+static PGresult *moves_query(PGconn *c)
+{
+	PGresult *res = PQexec(c,
+			       "(SELECT move_id, range_lo, range_hi, from_shard, to_shard, step, state,"
+			       " rows_copied, changes_applied, rows_deleted,"
+			       " extract(epoch FROM now() - started_at)::bigint, coalesce(error, '')"
+			       " FROM shardrouter.moves WHERE state = 'running' ORDER BY move_id)"
+			       " UNION ALL (SELECT move_id, range_lo, range_hi, from_shard, to_shard,"
+			       " step, state, rows_copied, changes_applied, rows_deleted,"
+			       " extract(epoch FROM coalesce(finished_at, updated_at) - started_at)::bigint,"
+			       " coalesce(error, '') FROM shardrouter.moves WHERE state <> 'running'"
+			       " ORDER BY move_id DESC LIMIT 5)");
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+		return res;
+	PQclear(res);
+	return NULL;
+}
+
+static void json_moves(struct ctl_json *j, PGresult *mv)
+{
+	json_arr(j, "moves");
+	for (int i = 0; mv && i < PQntuples(mv); i++) {
+		json_obj(j, NULL);
+		json_int(j, "move_id", strtoll(PQgetvalue(mv, i, 0), NULL, 10));
+		json_str(j, "range_lo", PQgetvalue(mv, i, 1));
+		json_str(j, "range_hi", PQgetvalue(mv, i, 2));
+		json_int(j, "from", strtoll(PQgetvalue(mv, i, 3), NULL, 10));
+		json_int(j, "to", strtoll(PQgetvalue(mv, i, 4), NULL, 10));
+		json_str(j, "step", PQgetvalue(mv, i, 5));
+		json_str(j, "state", PQgetvalue(mv, i, 6));
+		json_int(j, "rows_copied", strtoll(PQgetvalue(mv, i, 7), NULL, 10));
+		json_int(j, "changes_applied", strtoll(PQgetvalue(mv, i, 8), NULL, 10));
+		json_int(j, "rows_deleted", strtoll(PQgetvalue(mv, i, 9), NULL, 10));
+		json_int(j, "seconds", strtoll(PQgetvalue(mv, i, 10), NULL, 10));
+		json_str(j, "error", *PQgetvalue(mv, i, 11) ? PQgetvalue(mv, i, 11) : NULL);
+		json_obj_end(j);
+	}
+	json_arr_end(j);
+}
+
+static void text_moves(PGresult *mv)
+{
+	int n = mv ? PQntuples(mv) : 0;
+	printf("\nmoves (%d shown):\n", n);
+	if (n == 0)
+		printf("  none\n");
+	for (int i = 0; i < n; i++) {
+		bool running = strcmp(PQgetvalue(mv, i, 6), "running") == 0;
+		printf("  move %s %s..%s shard %s -> %s: %s%s%s copied=%s changes=%s deleted=%s "
+		       "%ss%s%s\n",
+		       PQgetvalue(mv, i, 0), PQgetvalue(mv, i, 1), PQgetvalue(mv, i, 2),
+		       PQgetvalue(mv, i, 3), PQgetvalue(mv, i, 4), PQgetvalue(mv, i, 6),
+		       running ? " at step " : "", running ? PQgetvalue(mv, i, 5) : "",
+		       PQgetvalue(mv, i, 7), PQgetvalue(mv, i, 8), PQgetvalue(mv, i, 9),
+		       PQgetvalue(mv, i, 10), *PQgetvalue(mv, i, 11) ? ": " : "",
+		       PQgetvalue(mv, i, 11));
+		if (running)
+			printf("    resume: shardctl move %s --to %s   roll back: shardctl move %s "
+			       "--abort\n",
+			       PQgetvalue(mv, i, 1), PQgetvalue(mv, i, 4), PQgetvalue(mv, i, 1));
+	}
+}
+
 int cmd_status(struct ctl *ctl, int argc, char **argv)
 {
 	int rc;
@@ -298,19 +368,22 @@ int cmd_status(struct ctl *ctl, int argc, char **argv)
 	if (rc != CTL_EXIT_OK)
 		return rc;
 	PGresult *rt = routers_query(c);
+	PGresult *mv = moves_query(c);
 	PQfinish(c);
 	struct shard_status *st = status_collect(m);
 	if (!st)
 		rc = ctl_fail("out of memory");
 	else if (ctl->json)
-		status_json(m, st, rt);
+		status_json(m, st, rt, mv);
 	else {
 		text_ranges(m);
 		text_shards(m, st);
 		text_routers(m, rt);
+		text_moves(mv);
 	}
 	status_free(m, st);
 	PQclear(rt);
+	PQclear(mv);
 	sm_map_free(m);
 	return st ? CTL_EXIT_OK : CTL_EXIT_FAIL;
 }

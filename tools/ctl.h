@@ -154,5 +154,7 @@ int cmd_status(struct ctl *ctl, int argc, char **argv);
 int cmd_hash(struct ctl *ctl, int argc, char **argv);
 int cmd_split(struct ctl *ctl, int argc, char **argv);
 int cmd_verify(struct ctl *ctl, int argc, char **argv);
+int cmd_move(struct ctl *ctl, int argc, char **argv);
+int cmd_rebalance(struct ctl *ctl, int argc, char **argv);
 
 #endif

@@ -27,6 +27,8 @@ static const struct command commands[] = {
     {"hash", cmd_hash, "hash KEY [--type T]: the hash, range and owner of a key"},
     {"split", cmd_split, "split RANGE [--at HASH]: split a range in two"},
     {"verify", cmd_verify, "verify [--table T] [--list]: rows on a shard not owning their key"},
+    {"move", cmd_move, "move RANGE --to SHARD [--abort]: move a range online"},
+    {"rebalance", cmd_rebalance, "rebalance [--dry-run]: even out rows across shards"},
 };
 
 static void print_help(void)
