@@ -69,6 +69,11 @@ $(SHARDCTL): $(call obj,$(TOOLS_SRC)) $(LIBSHARDMAP)
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIBROUTER) $(LIBSHARDMAP)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(CMOCKA_LIBS)
 
+# test_move also tests shardctl's move code (decoding and apply decisions).
+$(BUILD)/tests/unit/test_move: $(BUILD)/tests/unit/test_move.o \
+    $(call obj,tools/move_db.c tools/move_apply.c tools/ctl.c) $(LIBROUTER) $(LIBSHARDMAP)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(CMOCKA_LIBS)
+
 $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(LIBROUTER) $(LIBSHARDMAP)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(CMOCKA_LIBS)
 

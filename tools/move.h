@@ -143,6 +143,7 @@ struct mapply_stats {
 	uint64_t skipped;   /* changes outside the range */
 	uint64_t txns;	    /* source transactions seen */
 	uint64_t last_lsn;  /* end of the last transaction applied */
+	uint64_t absent;    /* partial updates that found no row (replay) */
 };
 
 /* One round: peek up to max_changes changes (whole transactions) from the
@@ -229,8 +230,8 @@ struct mplan {
 	bool skip;	/* a change outside the range: nothing (counted) */
 	bool del;	/* delete the row with old's primary key */
 	bool upsert;	/* upsert new_ (all columns) */
-	bool partial;	/* update new_'s sent non-pk columns by its pk (some TOAST
-			 * values unchanged); the row must exist */
+	bool partial;	/* update new_'s sent columns (some TOAST values unchanged)
+			 * on the row with old's primary key */
 	const struct mtuple *old, *new_;
 };
 

@@ -264,7 +264,19 @@ static int on_change(struct mdecoder *d, struct rd *r, uint8_t kind, struct mmsg
 	}
 	if (kind == 'D' || t != 'N')
 		return malformed(em, kind == 'I' ? "insert" : kind == 'U' ? "update" : "delete");
-	return read_tuple(d, r, rel, &d->new_, em);
+	int rc = read_tuple(d, r, rel, &d->new_, em);
+	if (rc || !d->old.present)
+		return rc;
+	/* An unchanged TOAST value is not sent in the new tuple; with REPLICA
+	 * IDENTITY FULL the old tuple has it: take it from there. */
+	for (size_t i = 0; i < d->max_cols; i++) {
+		if (!d->new_.unchanged[i] || d->old.unchanged[i] || !d->old.val[i])
+			continue;
+		if (!(d->new_.val[i] = strdup(d->old.val[i])))
+			return sr_errmsg_set(em, SR_ENOMEM, "out of memory");
+		d->new_.unchanged[i] = false;
+	}
+	return 0;
 }
 
 int mdec_message(struct mdecoder *d, const uint8_t *p, size_t len, struct mmsg *out,
@@ -372,6 +384,9 @@ static int decide_update(const struct mmsg *m, const struct mrange *r, struct mp
 				     "IDENTITY FULL on the source and retry)",
 				     mt->qname);
 	}
+	/* The row is on the target (old key in range): update what was sent,
+	 * by the old primary key (which also moves it to a new one). */
+	out->del = false;
 	out->partial = true;
 	return 0;
 }
@@ -420,45 +435,81 @@ struct round {
 	struct sr_errmsg *em;
 };
 
-/* A growing SQL text and its parameters. */
+/* A growing SQL text and its parameters (the numbers live in num). */
 struct sqlbuf {
-	char s[8192];
-	size_t len;
-	const char *params[1600];
-	int n;
-	bool overflow;
+	char *s;
+	size_t len, cap;
+	const char **params;
+	char (*num)[16];
+	int n, cap_n;
+	bool nomem;
 };
 
 static void sb_add(struct sqlbuf *b, const char *fmt, ...) SR_PRINTF(2, 3);
 static void sb_add(struct sqlbuf *b, const char *fmt, ...)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	int w = vsnprintf(b->s + b->len, sizeof(b->s) - b->len, fmt, ap);
-	va_end(ap);
-	if (w < 0 || (size_t)w >= sizeof(b->s) - b->len)
-		b->overflow = true;
-	else
-		b->len += (size_t)w;
+	for (int tries = 0; tries < 2 && !b->nomem; tries++) {
+		va_list ap;
+		va_start(ap, fmt);
+		int w = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
+		va_end(ap);
+		if (w < 0) {
+			b->nomem = true;
+			return;
+		}
+		if (b->s && (size_t)w < b->cap - b->len) {
+			b->len += (size_t)w;
+			return;
+		}
+		size_t cap = b->cap ? b->cap : 1024;
+		while (cap < b->len + (size_t)w + 1)
+			cap *= 2;
+		char *ns = realloc(b->s, cap);
+		if (!ns) {
+			b->nomem = true;
+			return;
+		}
+		b->s = ns;
+		b->cap = cap;
+	}
 }
 
 static const char *sb_param(struct sqlbuf *b, const char *v)
 {
-	static char num[1600][16];
-	if (b->n >= 1600) {
-		b->overflow = true;
-		return "$0";
+	if (b->n == b->cap_n) {
+		int cap = b->cap_n ? b->cap_n * 2 : 32;
+		const char **np = realloc(b->params, (size_t)cap * sizeof(*np));
+		if (np)
+			b->params = np;
+		char(*nn)[16] = np ? realloc(b->num, (size_t)cap * sizeof(*nn)) : NULL;
+		if (!np || !nn) {
+			b->nomem = true;
+			return "NULL";
+		}
+		b->num = nn;
+		b->cap_n = cap;
 	}
 	b->params[b->n] = v;
-	snprintf(num[b->n], sizeof(num[0]), "$%d", b->n + 1);
-	return num[b->n++];
+	snprintf(b->num[b->n], sizeof(b->num[0]), "$%d", b->n + 1);
+	return b->num[b->n++];
 }
 
+static void sb_free(struct sqlbuf *b)
+{
+	free(b->s);
+	free(b->params);
+	free(b->num);
+}
+
+/* Run and free the statement. */
 static int sb_exec(struct round *rd, struct sqlbuf *b, const char *what, long *affected)
 {
-	if (b->overflow)
-		return sr_errmsg_set(rd->em, SR_ERANGE, "%s: statement too large", what);
+	if (b->nomem) {
+		sb_free(b);
+		return sr_errmsg_set(rd->em, SR_ENOMEM, "%s: out of memory", what);
+	}
 	PGresult *res = mdb_exec(rd->dst, b->s, b->n, b->params, what, rd->em);
+	sb_free(b);
 	if (!res)
 		return SR_EDB;
 	if (affected)
@@ -482,7 +533,7 @@ static void where_pk(struct sqlbuf *b, const struct mtable *mt, const struct mtu
 
 static int apply_delete(struct round *rd, const struct mtable *mt, const struct mtuple *t)
 {
-	struct sqlbuf b = {.len = 0};
+	struct sqlbuf b = {0};
 	sb_add(&b, "DELETE FROM %s", mt->qname);
 	where_pk(&b, mt, t);
 	return sb_exec(rd, &b, "apply a delete to the target", NULL);
@@ -490,8 +541,10 @@ static int apply_delete(struct round *rd, const struct mtable *mt, const struct 
 
 static int apply_upsert(struct round *rd, const struct mtable *mt, const struct mtuple *t)
 {
-	struct sqlbuf b = {.len = 0};
-	sb_add(&b, "INSERT INTO %s (%s) VALUES (", mt->qname, mt->col_list);
+	struct sqlbuf b = {0};
+	/* OVERRIDING: identity columns GENERATED ALWAYS take the source's value */
+	sb_add(&b, "INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE VALUES (", mt->qname,
+	       mt->col_list);
 	for (size_t i = 0; i < mt->n_cols; i++)
 		sb_add(&b, "%s%s", i ? ", " : "", sb_param(&b, t->val[i]));
 	sb_add(&b, ") ON CONFLICT (%s) DO ", mt->pk_list);
@@ -508,29 +561,32 @@ static int apply_upsert(struct round *rd, const struct mtable *mt, const struct 
 	return sb_exec(rd, &b, "apply an upsert to the target", NULL);
 }
 
-/* An update whose unchanged TOAST values were not sent: set what was. */
-static int apply_partial(struct round *rd, const struct mtable *mt, const struct mtuple *t)
+/* An update whose unchanged TOAST values were not sent: set what was
+ * (primary key included) on the row with the old primary key. No row is
+ * not an error: when a crash made this batch replay, a later change of the
+ * batch already deleted or re-keyed it; any real gap fails verification. */
+static int apply_partial(struct round *rd, const struct mtable *mt, const struct mtuple *old,
+			 const struct mtuple *t)
 {
-	struct sqlbuf b = {.len = 0};
+	struct sqlbuf b = {0};
 	sb_add(&b, "UPDATE %s SET ", mt->qname);
 	bool first = true;
 	for (size_t i = 0; i < mt->n_cols; i++) {
-		if (mt->cols[i].in_pk || t->unchanged[i])
+		if (t->unchanged[i])
 			continue;
 		sb_add(&b, first ? "%s = %s" : ", %s = %s", mt->cols[i].qname,
 		       sb_param(&b, t->val[i]));
 		first = false;
 	}
-	if (first)
+	if (first) {
+		sb_free(&b);
 		return 0;
-	where_pk(&b, mt, t);
+	}
+	where_pk(&b, mt, old);
 	long n = 0;
 	int rc = sb_exec(rd, &b, "apply an update to the target", &n);
-	if (!rc && n != 1)
-		rc = sr_errmsg_set(rd->em, SR_ECORRUPT,
-				   "an update of %s on the source carries unchanged TOAST values "
-				   "for a row the target does not have; the move cannot rebuild it",
-				   mt->qname);
+	if (!rc && n == 0)
+		rd->st->absent++;
 	return rc;
 }
 
@@ -547,7 +603,7 @@ static int apply_plan(struct round *rd, const struct mtable *mt, const struct mp
 	if (!rc && pl->upsert)
 		rc = apply_upsert(rd, mt, pl->new_);
 	if (!rc && pl->partial)
-		rc = apply_partial(rd, mt, pl->new_);
+		rc = apply_partial(rd, mt, pl->old, pl->new_);
 	return rc;
 }
 

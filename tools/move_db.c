@@ -418,13 +418,22 @@ static int check_identity(const struct mtable *mt, char ident, struct sr_errmsg 
 				     "table %s has no primary key on the source; a move applies "
 				     "changes by primary key: add one (on every shard), then rerun",
 				     mt->qname);
-	if (ident == 'f' || (ident == 'd' && mt->cols[mt->key_col].in_pk))
+	/* Changes are applied by primary key on the target, which also holds
+	 * its own rows: the key column must be in the primary key, so that a
+	 * primary key value can only belong to a row of the range. */
+	if (!mt->cols[mt->key_col].in_pk)
+		return sr_errmsg_set(em, SR_EINVAL,
+				     "table %s: the key column %s is not part of its primary key, "
+				     "so a primary key value of the range could also name a row the "
+				     "target owns; make %s part of the primary key (on every shard)",
+				     mt->qname, mt->t->key_column, mt->t->key_column);
+	if (ident == 'f' || ident == 'd')
 		return 0;
 	return sr_errmsg_set(em, SR_EINVAL,
-			     "table %s: deleted rows would not carry the key column %s in the "
-			     "change stream (replica identity '%c'); run ALTER TABLE %s REPLICA "
-			     "IDENTITY FULL on the source, or make %s part of the primary key",
-			     mt->qname, mt->t->key_column, ident, mt->qname, mt->t->key_column);
+			     "table %s has replica identity '%c' on the source: changes would not "
+			     "carry its primary key; run ALTER TABLE %s REPLICA IDENTITY DEFAULT "
+			     "(or FULL) on the source",
+			     mt->qname, ident, mt->qname);
 }
 
 static int describe_one(PGconn *src, PGconn *dst, const struct sm_table *t, int32_t dst_id,
