@@ -44,7 +44,7 @@ UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
 ITEST_BINS  := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(ITEST_SRC))
 BENCH_BINS  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all test check-asan demo demo-stop bench install clean check-format deps tests
+.PHONY: all test check-asan demo demo-stop bench bench-move install clean check-format deps tests
 all: $(LIBSHARDMAP) $(LIBROUTER) $(if $(wildcard router/main.c),$(ROUTER_BIN)) \
      $(if $(TOOLS_SRC),$(SHARDCTL)) $(UNIT_BINS) $(ITEST_BINS) $(BENCH_BINS)
 
@@ -101,6 +101,11 @@ demo-stop:
 bench: deps
 	$(MAKE) all
 	BUILD=$(BUILD) bench/run.sh
+
+# The longer variant of t_move: one move of BENCH_MOVE_ROWS orders under pgbench.
+bench-move: deps
+	$(MAKE) all
+	BUILD=$(BUILD) bench/move.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin

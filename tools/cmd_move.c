@@ -62,7 +62,7 @@ static const char move_help[] =
     "  --freeze-timeout MS  longest time the range stays frozen waiting for\n"
     "                       routers and open transactions (default 5000); past\n"
     "                       it the move is rolled back\n"
-    "  --cleanup-batch N    keys deleted per statement on the source (default 500)\n"
+    "  --cleanup-batch N    keys deleted per statement on the source (default 1000)\n"
     "  --cleanup-pause MS   pause between cleanup batches (default 5)\n"
     "  --json               print the result as one JSON object\n\n"
     "The source needs wal_level=logical and a free replication slot; the user\n"
@@ -789,7 +789,7 @@ static int move_opts(struct move *mv, const struct move_args *a)
 {
 	long long v;
 	mv->freeze_timeout_ms = 5000;
-	mv->cleanup_batch = 500;
+	mv->cleanup_batch = 1000;
 	mv->cleanup_pause_ms = 5;
 	if (ctl_parse_hash(a->range, &mv->r.lo) != 0)
 		return ctl_usage("'%s' is not a range: write its lo as 16 hex digits", a->range);
