@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "ctl.h"
+#include "move.h"
 #include "shardmap/catalog.h"
 #include "shardmap/hash.h"
 
@@ -254,64 +255,6 @@ static void out_table_text(const struct vrun *v, const struct sm_table *t, const
 
 /* ---- classifying keys ------------------------------------------------- */
 
-/* Undo COPY text-format escaping of s[0..n) into out (at least n bytes);
- * returns the length. */
-static size_t copy_unescape(const char *s, size_t n, char *out)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] != '\\' || i + 1 >= n) {
-			out[o++] = s[i];
-			continue;
-		}
-		char c = s[++i];
-		int v = 0, d, k;
-		switch (c) {
-		case 'b':
-			out[o++] = '\b';
-			break;
-		case 'f':
-			out[o++] = '\f';
-			break;
-		case 'n':
-			out[o++] = '\n';
-			break;
-		case 'r':
-			out[o++] = '\r';
-			break;
-		case 't':
-			out[o++] = '\t';
-			break;
-		case 'v':
-			out[o++] = '\v';
-			break;
-		case 'x':
-			for (k = 0; k < 2 && i + 1 < n && (d = sm_hex_digit(s[i + 1])) >= 0;
-			     k++, i++)
-				v = v * 16 + d;
-			out[o++] = k ? (char)v : 'x';
-			break;
-		case '0':
-		case '1':
-		case '2':
-		case '3':
-		case '4':
-		case '5':
-		case '6':
-		case '7':
-			v = c - '0';
-			for (k = 1; k < 3 && i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '7'; k++)
-				v = v * 8 + (s[++i] - '0');
-			out[o++] = (char)v;
-			break;
-		default:
-			out[o++] = c;
-			break;
-		}
-	}
-	return o;
-}
-
 /* Remember a bad key as a sample and, with --list, print it now. */
 static void key_bad(struct vrun *v, struct vtable *vt, struct vsample *k, const char *s, size_t n)
 {
@@ -358,7 +301,7 @@ static void verify_key(struct vrun *v, const struct sm_table *t, int32_t shard, 
 		return;
 	}
 	if (memchr(s, '\\', n)) {
-		n = copy_unescape(s, n, v->buf);
+		n = mdb_copy_unescape(s, n, v->buf);
 		s = v->buf;
 	}
 	struct sm_key key;

@@ -129,7 +129,8 @@ int mdb_delete_range(const char *conninfo, const struct mtable *ts, size_t n,
 		     const struct mrange *r, int batch, int pause_ms, uint64_t *deleted,
 		     void (*fail_hook)(void), struct sr_errmsg *em) SR_MUST_CHECK;
 
-/* COPY text-format unescape of s[0..n) into out (>= n bytes); length. */
+/* COPY text-format unescape of s[0..n) into out (>= n bytes); length.
+ * (Also used by `verify`.) */
 size_t mdb_copy_unescape(const char *s, size_t n, char *out);
 /* Field i (0-based) of a COPY text line: pointer and length. false if absent. */
 bool mdb_copy_field(const char *line, size_t len, size_t i, const char **f, size_t *flen);

@@ -15,6 +15,8 @@
 #   cluster_down            stop it (idempotent); keeps the logs if a test failed
 #   psql_at PORT DB SQL     psql -At (unaligned, tuples only) as postgres on 127.0.0.1
 #   wait_until SECS CMD...  poll CMD every 0.1 s until it succeeds (1 on timeout)
+#   wait_ms MS CMD...       poll CMD every 20 ms for up to MS; prints the elapsed ms
+#   now_ms                  monotonic-enough wall clock in ms (date +%s%N)
 #   replayed_past PORT LSN  the replica on PORT has replayed WAL up to LSN
 #   wait_replayed PRIMARY_PORT REPLICA_PORT [SECS]
 #                           the replica replays the primary's current WAL position
@@ -96,6 +98,24 @@ t_bail() { # name
 psql_at() { # port db sql
 	PGCONNECT_TIMEOUT=10 psql -X -A -t -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" \
 		-U postgres -d "$2" -c "$3"
+}
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# wait_ms MS CMD...: poll CMD every 20 ms for up to MS; prints the elapsed ms.
+wait_ms() {
+	local limit=$1 t0 t
+	shift
+	t0=$(now_ms)
+	while :; do
+		t=$(($(now_ms) - t0))
+		if "$@" >/dev/null 2>&1; then
+			echo "$t"
+			return 0
+		fi
+		[ "$t" -lt "$limit" ] || { echo "$t"; return 1; }
+		sleep 0.02
+	done
 }
 
 wait_until() { # secs cmd...

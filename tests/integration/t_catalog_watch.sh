@@ -29,7 +29,6 @@ admin() { PGPASSWORD=admin psql -X -A -t -q -h 127.0.0.1 -p "$PORT" -U admin -d 
 app() { PGPASSWORD=app psql -X -A -t -q -h 127.0.0.1 -p "$PORT" -U app -d shop -c "$1"; }
 cat_sql() { psql_at "$SHARD0_PRIMARY_PORT" shardrouter "$1"; }
 cat_epoch() { cat_sql "SELECT epoch FROM shardrouter.meta"; }
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 map_rows() { admin 'SHOW SHARDMAP' | wc -l; }
 map_epoch() { admin 'SHOW SHARDMAP' | head -n 1 | cut -d'|' -f5; }
 acked() { cat_sql "SELECT acked_epoch FROM shardrouter.routers WHERE pid = $ROUTER_PID"; }
@@ -38,21 +37,6 @@ watcher_pid() {
 		 AND application_name = 'shardrouter-catwatch'"
 }
 
-# wait_ms MS CMD...: poll CMD every 20 ms for up to MS; prints the elapsed ms.
-wait_ms() {
-	local limit=$1 t0 t
-	shift
-	t0=$(now_ms)
-	while :; do
-		t=$(($(now_ms) - t0))
-		if "$@" >/dev/null 2>&1; then
-			echo "$t"
-			return 0
-		fi
-		[ "$t" -lt "$limit" ] || { echo "$t"; return 1; }
-		sleep 0.02
-	done
-}
 # map_at ROWS EPOCH: the router's map has ROWS ranges at EPOCH, and it acked EPOCH.
 map_at() { [ "$(map_rows)" = "$1" ] && [ "$(map_epoch)" = "$2" ] && [ "$(acked)" = "$2" ]; }
 

@@ -38,22 +38,6 @@ map_epoch() { admin 'SHOW SHARDMAP' | head -n 1 | cut -d'|' -f5; }
 # is VALUE FUNC [ARGS...]: FUNC's output is VALUE (re-evaluated on each call,
 # for wait_until / wait_ms).
 is() { [ "$("${@:2}")" = "$1" ]; }
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-# wait_ms MS CMD...: poll CMD every 20 ms for up to MS; prints the elapsed ms.
-wait_ms() {
-	local limit=$1 t0 t
-	shift
-	t0=$(now_ms)
-	while :; do
-		t=$(($(now_ms) - t0))
-		if "$@" >/dev/null 2>&1; then
-			echo "$t"
-			return 0
-		fi
-		[ "$t" -lt "$limit" ] || { echo "$t"; return 1; }
-		sleep 0.02
-	done
-}
 
 PORT=$(free_port) || t_bail "found a free port"
 router_start "$PORT" "freeze_timeout_ms = 2500" "catalog_poll_ms = 60000" \
