@@ -44,7 +44,7 @@ UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
 ITEST_BINS  := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(ITEST_SRC))
 BENCH_BINS  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all test check-asan demo demo-stop bench bench-move install clean check-format deps tests
+.PHONY: all test check-asan demo demo-stop bench bench-move bench-routing bench-scaleout install clean check-format deps tests
 all: $(LIBSHARDMAP) $(LIBROUTER) $(if $(wildcard router/main.c),$(ROUTER_BIN)) \
      $(if $(TOOLS_SRC),$(SHARDCTL)) $(UNIT_BINS) $(ITEST_BINS) $(BENCH_BINS)
 
@@ -101,6 +101,17 @@ demo-stop:
 bench: deps
 	$(MAKE) all
 	BUILD=$(BUILD) bench/run.sh
+
+# Routing cost: instructions per statement (callgrind) and the extractor's share of
+# the router's CPU under pgbench (perf).
+bench-routing: deps
+	$(MAKE) all
+	BUILD=$(BUILD) bench/routing.sh
+
+# The demo topology under a read-mostly mix: per-backend transaction counts.
+bench-scaleout: deps
+	$(MAKE) all
+	BUILD=$(BUILD) bench/scaleout.sh
 
 # The longer variant of t_move: one move of BENCH_MOVE_ROWS orders under pgbench.
 bench-move: deps

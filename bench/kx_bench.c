@@ -1,9 +1,13 @@
 /*
- * kx_bench.c - microbenchmark of the key extractor: ns per statement for the
- * fast path (kx_extract_fast) over ~20 representative statements (short and
- * long, with comments, quotes, casts, IN lists, multi-row INSERTs), next to
- * the libpg_query path (kx_extract_parsed) for comparison. Prints a table.
- * Usage: kx_bench [iterations-per-statement] (default 200000).
+ * kx_bench.c - microbenchmark of routing a statement: key extraction (the
+ * fast path, kx_extract_fast, which also hashes literal keys) plus the map
+ * lookup of every key, in ns per statement over ~20 representative
+ * statements (short and long, with comments, quotes, casts, IN lists,
+ * multi-row INSERTs), next to the libpg_query path (kx_extract_parsed) for
+ * comparison. Prints a table.
+ * Usage: kx_bench [iterations-per-statement] (default 200000);
+ *        kx_bench --only I N: statement I (1-based) N times on the fast path,
+ *        no output (for instruction counts under callgrind: bench/routing.sh).
  * Single-threaded; timing only, no assertions (those live in tests/unit).
  */
 #include <stdio.h>
@@ -12,6 +16,7 @@
 #include <time.h>
 
 #include "../tests/unit/kx_fixture.h"
+#include "shardmap/map.h"
 
 static const char *const stmts[] = {
     "SELECT * FROM orders WHERE order_id = 42",
@@ -51,6 +56,22 @@ static double now_ns(void)
 	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
+static struct sm_map *bench_map; /* 16 shards, 16 ranges */
+static volatile int32_t sink;
+
+static void build_map(void)
+{
+	struct sr_errmsg em;
+	bench_map = sm_map_new();
+	if (!bench_map)
+		abort();
+	for (int32_t i = 0; i < 16; i++)
+		if (sm_map_add_shard(bench_map, i, "host=127.0.0.1", NULL, 0, &em))
+			abort();
+	if (sm_map_init_ranges(bench_map, 16, &em))
+		abort();
+}
+
 static double bench_fast(const char *sql, long iters, struct kx_result *out)
 {
 	size_t len = strlen(sql);
@@ -58,6 +79,9 @@ static double bench_fast(const char *sql, long iters, struct kx_result *out)
 	for (long i = 0; i < iters; i++) {
 		if (kx_extract_fast(&kxf_env, sql, len, 0, out) != 0)
 			abort();
+		for (uint32_t k = 0; k < out->n_keys; k++)
+			if (!out->keys[k].is_param)
+				sink = sm_map_lookup(bench_map, out->keys[k].hash)->shard_id;
 		kx_result_destroy(out);
 	}
 	return (now_ns() - t0) / (double)iters;
@@ -78,6 +102,16 @@ static double bench_parsed(const char *sql, long iters)
 
 int main(int argc, char **argv)
 {
+	build_map();
+	size_t n_stmts = sizeof(stmts) / sizeof(stmts[0]);
+	if (argc == 4 && strcmp(argv[1], "--only") == 0) {
+		long which = atol(argv[2]), reps = atol(argv[3]);
+		if (which < 1 || (size_t)which > n_stmts || reps < 1)
+			return 2;
+		struct kx_result r;
+		(void)bench_fast(stmts[which - 1], reps, &r);
+		return 0;
+	}
 	long iters = argc > 1 ? atol(argv[1]) : 200000;
 	if (iters < 1)
 		iters = 1;
@@ -102,6 +136,7 @@ int main(int argc, char **argv)
 		printf("%-4zu %5zu %-9s %9.0f %11.0f  %.60s%s\n", i + 1, strlen(stmts[i]), v, ns,
 		       pns, stmts[i], strlen(stmts[i]) > 60 ? "..." : "");
 	}
+	sm_map_free(bench_map);
 	printf("mean fast path %.0f ns/op (worst %.0f), mean libpg_query path %.0f ns/op, "
 	       "%ld iterations each\n",
 	       sum / (double)n, worst, psum / (double)n, iters);
