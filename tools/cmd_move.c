@@ -28,8 +28,10 @@
  * Any failure before cutover rolls back: unfreeze, drop the slot and the
  * publication, delete the copied rows from the target. After cutover the
  * move can only go forward. A session advisory lock on the catalog allows
- * one move at a time. SHARDCTL_FAIL_AT=<step> kills the process in the
- * middle of that step (crash tests). Single-threaded.
+ * one move at a time. From the freeze to the cutover a sentinel child
+ * (move_sentinel.c) unfreezes the range if this process dies.
+ * SHARDCTL_FAIL_AT=<step> kills the process in the middle of that step
+ * (crash tests). Single-threaded (plus that child).
  */
 #include <inttypes.h>
 #include <signal.h>
@@ -514,9 +516,20 @@ static int wait_old_xids(struct move *mv, double deadline)
 	}
 }
 
+/* A child that unfreezes the range if this process dies before cutover. */
+static void start_sentinel(struct move *mv)
+{
+	int fds[] = {mv->cat ? PQsocket(mv->cat) : -1, mv->src ? PQsocket(mv->src) : -1,
+		     mv->dst ? PQsocket(mv->dst) : -1, mv->repl ? PQsocket(mv->repl) : -1};
+	if (move_sentinel_start(mv->ctl->catalog, mv->r.lo, mv->r.hi, mv->r.from, fds, 4))
+		ctl_warn("could not start the sentinel process: if this shardctl dies while the "
+			 "range is frozen, rerun it (or --abort) to unfreeze the range");
+}
+
 static int step_freeze(struct move *mv)
 {
 	uint64_t epoch = 0;
+	start_sentinel(mv);
 	int rc = set_range(mv, mv->r.from, SM_RANGE_FROZEN, 0, false, &epoch);
 	if (rc)
 		return rc;
@@ -571,6 +584,7 @@ static int step_cutover(struct move *mv)
 	int rc = set_range(mv, mv->r.to, SM_RANGE_ACTIVE, mv->cutover_lsn, true, &epoch);
 	if (rc)
 		return rc;
+	move_sentinel_release(); /* the range is the target's: nothing to unfreeze */
 	if (mv->frozen_at > 0)
 		mv->freeze_ms = (move_now_s() - mv->frozen_at) * 1000;
 	char l[32];
@@ -614,6 +628,8 @@ static int rollback(struct move *mv, const char *state, const char *why)
 		if (!rc)
 			say(mv, "rollback: range unfrozen (epoch %" PRIu64 ")", epoch);
 	}
+	if (!rc)
+		move_sentinel_release();
 	if (!rc && mv->repl) {
 		PQfinish(mv->repl);
 		mv->repl = NULL;
@@ -844,6 +860,9 @@ static void print_result(const struct move *mv, const char *outcome)
 
 static void move_free(struct move *mv)
 {
+	/* A live process that leaves a range frozen (a failed rollback) says
+	 * so; only a dead one is the sentinel's business. */
+	move_sentinel_release();
 	mdb_tables_free(mv->ts, mv->n_ts);
 	PQfinish(mv->repl);
 	PQfinish(mv->src);
@@ -958,6 +977,7 @@ int cmd_move(struct ctl *ctl, int argc, char **argv)
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN); /* a dead sentinel must not kill us */
 	if (!(mv.cat = ctl_connect_catalog(ctl, &rc)))
 		return rc;
 	int err = move_lock(&mv);

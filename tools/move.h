@@ -137,6 +137,16 @@ bool mdb_copy_field(const char *line, size_t len, size_t i, const char **f, size
 /* Hash of a key given in text form; false (no hash) for NULL / invalid. */
 bool mdb_key_hash(enum sm_key_type t, const char *s, size_t n, uint64_t *h);
 
+/* ---- move_sentinel.c ---------------------------------------------------- */
+
+/* Fork a sentinel that sets range lo..hi (owned by from) active again in
+ * the catalog if this process dies before move_sentinel_release(). fds: this
+ * process's sockets, closed in the child. 0, or SR_EIO (no sentinel). */
+int move_sentinel_start(const char *catalog, uint64_t lo, uint64_t hi, int32_t from,
+			const int *fds, size_t n_fds) SR_MUST_CHECK;
+/* Stand the sentinel down and reap it (no-op without one). */
+void move_sentinel_release(void);
+
 /* ---- move_apply.c ------------------------------------------------------- */
 
 struct mapply_stats {

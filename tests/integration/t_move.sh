@@ -247,6 +247,9 @@ for step in prepare copy catchup freeze verify cutover cleanup; do
 	t_is "c/$step: shardctl killed itself with SIGKILL" "$rc" 137
 	t_like "c/$step: after the kill the range is the source's or the target's" \
 		"$(owner_of $CLO)" "^($src|$dst)$"
+	# Killed while the range was frozen: the move's sentinel unfreezes it.
+	range_active() { [ "$(state_of $CLO)" = active ]; }
+	t_ok "c/$step: the range is not left frozen (sentinel)" wait_until 10 range_active
 	t_diag "c/$step: after the kill: owner $(owner_of $CLO), $(state_of $CLO), journal: $(cat_sql "SELECT step || ' ' || state FROM shardrouter.moves WHERE range_lo = '$CLO' ORDER BY move_id DESC LIMIT 1")"
 	if ((i % 2)); then
 		how=resume
