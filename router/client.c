@@ -50,7 +50,36 @@ const char *client_state_name(enum client_state s)
 
 struct evbuffer *client_output(struct client *c)
 {
-	return bufferevent_get_output(c->bev);
+	return c->fio.bare ? fio_output(&c->fio) : bufferevent_get_output(c->bev);
+}
+
+struct evbuffer *client_input(struct client *c)
+{
+	return c->fio.bare ? fio_input(&c->fio) : bufferevent_get_input(c->bev);
+}
+
+size_t client_output_length(struct client *c)
+{
+	return c->fio.bare ? fio_output_length(&c->fio)
+			   : evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+void client_read_enable(struct client *c, bool on)
+{
+	if (c->fio.bare)
+		fio_read_enable(&c->fio, on);
+	else if (on)
+		bufferevent_enable(c->bev, EV_READ);
+	else
+		bufferevent_disable(c->bev, EV_READ);
+}
+
+void client_go_bare(struct client *c)
+{
+	if (c->tls || !c->bev)
+		return;
+	if (fio_bare_begin(&c->fio, c->w, c->bev))
+		c->bev = NULL;
 }
 
 static void client_process(struct client *c);
@@ -132,7 +161,7 @@ void client_close(struct client *c, const char *why)
 	}
 	c->state = CL_CLOSING;
 	/* Flush what we owe the client (e.g. a FATAL error), then free. */
-	bufferevent_disable(c->bev, EV_READ);
+	client_read_enable(c, false);
 	worker_reap_client(c->w, c);
 }
 
@@ -146,12 +175,12 @@ void client_server_failed(struct client *c, const char *sqlstate, const char *me
 	if (c->state != CL_WAIT)
 		return;
 	c->state = CL_IDLE;
-	bufferevent_enable(c->bev, EV_READ);
+	client_read_enable(c, true);
 	/* The unit that waited is still in the input buffer: answer it with the
 	 * error and drop it. */
 	c->blocked = false;
 	client_error(c, false, sqlstate, message, NULL, NULL);
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = client_input(c);
 	char type;
 	uint32_t len;
 	bool sync_seen = false;
@@ -192,6 +221,8 @@ void client_server_ready(struct client *c, struct server *s)
 	c->wait_pool = NULL;
 	if (c->state == CL_LOGIN) {
 		startup_login_ready(c, s);
+		if (c->state == CL_IDLE)
+			client_go_bare(c); /* (a pool callback: not inside c's input processing) */
 		return;
 	}
 	if (c->state != CL_WAIT) {
@@ -199,7 +230,7 @@ void client_server_ready(struct client *c, struct server *s)
 		return;
 	}
 	unit_attach(c, s);
-	bufferevent_enable(c->bev, EV_READ);
+	client_read_enable(c, true);
 	client_process(c);
 }
 
@@ -232,7 +263,7 @@ void client_server_idle(struct client *c, char txstatus)
 		}
 		if (c->blocked) {
 			c->blocked = false;
-			bufferevent_enable(c->bev, EV_READ);
+			client_read_enable(c, true);
 		}
 		client_process(c);
 		return;
@@ -260,7 +291,7 @@ void client_server_idle(struct client *c, char txstatus)
 	}
 	if (c->blocked) {
 		c->blocked = false;
-		bufferevent_enable(c->bev, EV_READ);
+		client_read_enable(c, true);
 	}
 	client_process(c);
 }
@@ -284,7 +315,11 @@ int64_t client_ryw_lsn(const struct client *c, int32_t shard)
 
 void client_note_write_lsn(struct client *c, int32_t shard, int64_t lsn)
 {
-	int n = (int)(sizeof(c->ryw) / sizeof(c->ryw[0]));
+	int n = CLIENT_RYW_MAX;
+	if (!c->ryw && !(c->ryw = calloc(CLIENT_RYW_MAX, sizeof(*c->ryw)))) {
+		log_warn("client %u: out of memory noting a write LSN", c->id);
+		return;
+	}
 	for (int i = 0; i < c->n_ryw; i++)
 		if (c->ryw[i].shard == shard) {
 			if (lsn > c->ryw[i].lsn)
@@ -330,7 +365,7 @@ void client_retry_route(struct client *c)
 	if (c->state != CL_WAIT)
 		return;
 	c->state = CL_IDLE;
-	bufferevent_enable(c->bev, EV_READ);
+	client_read_enable(c, true);
 	client_process(c);
 }
 
@@ -338,7 +373,7 @@ void client_resume_paused(struct client *c)
 {
 	if (c->state == CL_CLOSING)
 		return;
-	bufferevent_enable(c->bev, EV_READ);
+	client_read_enable(c, true);
 	client_process(c);
 }
 
@@ -348,7 +383,7 @@ void client_resume(struct client *c)
 		return;
 	struct evbuffer *out = c->server ? server_output(c->server) : NULL;
 	if (!out || evbuffer_get_length(out) < CLIENT_HIGH_WATER / 2)
-		bufferevent_enable(c->bev, EV_READ);
+		client_read_enable(c, true);
 }
 
 /* ---- the read loop ---------------------------------------------------------- */
@@ -360,11 +395,13 @@ static void client_process(struct client *c)
 		case CL_STARTUP:
 		case CL_AUTH: {
 			enum client_state before = c->state;
-			size_t had = evbuffer_get_length(bufferevent_get_input(c->bev));
+			size_t had = evbuffer_get_length(client_input(c));
 			if (!startup_step(c))
 				return;
+			if (c->state == CL_IDLE)
+				client_go_bare(c); /* logged in; the login messages are consumed */
 			if (c->state == before &&
-			    evbuffer_get_length(bufferevent_get_input(c->bev)) == had)
+			    evbuffer_get_length(client_input(c)) == had)
 				return; /* need more bytes */
 			continue;
 		}
@@ -395,6 +432,7 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
 	struct client *c = arg;
+	fio_written(&c->fio);
 	if (c->server && c->server->state == SRV_ACTIVE)
 		bufferevent_enable(c->server->bev, EV_READ);
 }
@@ -457,11 +495,14 @@ void client_free(struct client *c)
 		c->next->prev = c->prev;
 	w->n_clients--;
 	worker_client_count(-1);
+	fio_release(&c->fio);
+	fio_bare_free(&c->fio);
 	if (c->bev)
 		bufferevent_free(c->bev);
 	auth_scram_server_free(c->scram);
 	session_free_all(c);
 	free(c->held_begin);
 	free(c->hint_key);
+	free(c->ryw);
 	free(c);
 }

@@ -311,6 +311,28 @@ int pw_peek(struct evbuffer *buf, size_t max_len, char *type, uint32_t *len)
 	return have >= (size_t)l + 1 ? 1 : 0;
 }
 
+int pw_peek_at(struct evbuffer *buf, size_t off, size_t max_len, char *type, uint32_t *len)
+{
+	if (off == 0)
+		return pw_peek(buf, max_len, type, len);
+	uint8_t hdr[5];
+	size_t have = evbuffer_get_length(buf);
+	if (have < off + 5)
+		return 0;
+	struct evbuffer_ptr ptr;
+	if (evbuffer_ptr_set(buf, &ptr, off, EVBUFFER_PTR_SET) != 0 ||
+	    evbuffer_copyout_from(buf, &ptr, hdr, 5) != 5)
+		return 0;
+	uint32_t l = pw_get_u32(hdr + 1);
+	if (l < 4)
+		return SR_EPROTO;
+	if (l - 4 > max_len)
+		return SR_ETOOBIG;
+	*type = (char)hdr[0];
+	*len = l - 4;
+	return have - off >= (size_t)l + 1 ? 1 : 0;
+}
+
 void pw_error_fields(const uint8_t *p, size_t len, char sqlstate[6], const char **message,
 		     size_t *message_len)
 {

@@ -180,6 +180,7 @@ void server_free(struct server *s)
 	if (!s)
 		return;
 	worker_remove_server(s->w, s);
+	fio_release(&s->fio);
 	if (s->bev) {
 		bufferevent_free(s->bev);
 		atomic_fetch_sub(&n_servers, 1);
@@ -298,6 +299,7 @@ static void login_msg(struct server *s, char type, const uint8_t *p, uint32_t le
 		s->txstatus = len ? (char)p[0] : 'I';
 		s->state = SRV_IDLE;
 		bufferevent_set_timeouts(s->bev, NULL, NULL); /* login timeout no longer applies */
+		(void)fio_direct_begin(&s->fio, s->w, s->bev);
 		log_debug("server %llu: logged in backend=%s:%s pid=%u", (unsigned long long)s->id,
 			  s->pool->host, s->pool->port, s->be_pid);
 		pool_release(s->pool, s);
@@ -438,10 +440,79 @@ static bool relay_msg(struct server *s, struct evbuffer *in, char type, uint32_t
 	}
 }
 
-static bool plain_forward(char type)
+/* Copy n bytes that start off bytes into in. */
+static void copy_at(struct evbuffer *in, size_t off, void *dst, size_t n)
 {
-	return type == PW_BE_DATA_ROW || type == PW_BE_COPY_DATA || type == PW_BE_PARAM_DESC ||
-	       type == PW_BE_NOTICE || type == PW_BE_PARAM_STATUS;
+	struct evbuffer_ptr ptr;
+	if (evbuffer_ptr_set(in, &ptr, off, EVBUFFER_PTR_SET) != 0 ||
+	    evbuffer_copyout_from(in, &ptr, dst, n) != (ev_ssize_t)n)
+		memset(dst, 0, n);
+}
+
+/*
+ * The fast path of the relay: a complete message `off` bytes into in that
+ * goes to the client unchanged, for a request of the client's. Does the
+ * bookkeeping relay_msg would do and returns true: the caller moves a whole
+ * run of such messages with one evbuffer_remove_buffer. False: relay_msg
+ * must handle it at the front of the buffer (dropped responses, errors,
+ * captures, a ReadyForQuery the client must see with another status).
+ */
+static bool batch_msg(struct server *s, struct evbuffer *in, size_t off, char type, uint32_t len)
+{
+	struct srv_req *h = q_head(s);
+	if (s->state != SRV_ACTIVE || !s->client || !h || h->drop)
+		return false;
+	switch (type) {
+	case PW_BE_DATA_ROW:
+	case PW_BE_COPY_DATA:
+	case PW_BE_PARAM_DESC:
+	case PW_BE_NOTICE:
+	case PW_BE_PARAM_STATUS:
+		return true;
+	case PW_BE_ROW_DESC:
+		if (h->kind == REQ_DESCRIBE)
+			q_pop(s);
+		return true;
+	case PW_BE_PARSE_COMPLETE:
+	case PW_BE_BIND_COMPLETE:
+	case PW_BE_CLOSE_COMPLETE:
+	case PW_BE_NO_DATA:
+		q_pop(s);
+		return true;
+	case PW_BE_COMMAND_COMPLETE:
+		if (len < 64) {
+			char tag[64];
+			copy_at(in, off + 5, tag, len);
+			client_saw_command(s->client, tag, len ? len - 1 : 0);
+		}
+		if (h->kind == REQ_EXECUTE)
+			q_pop(s);
+		return true;
+	case PW_BE_EMPTY_QUERY:
+	case PW_BE_PORTAL_SUSPENDED:
+		if (h->kind == REQ_EXECUTE)
+			q_pop(s);
+		return true;
+	case PW_BE_READY: {
+		uint8_t st = 0;
+		if (len < 1)
+			return false;
+		copy_at(in, off + 5, &st, 1);
+		if (client_visible_status(s->client, (char)st) != (char)st)
+			return false;
+		s->txstatus = (char)st;
+		if (h->start_us && s->live) {
+			uint64_t now = sr_mono_us();
+			topo_count_latency(s->live, now > h->start_us ? now - h->start_us : 0);
+		}
+		q_pop(s);
+		if (s->w->drain_pending)
+			worker_check_drained(s->w);
+		return true;
+	}
+	default:
+		return false;
+	}
 }
 
 void server_process_input(struct server *s)
@@ -450,17 +521,32 @@ void server_process_input(struct server *s)
 	size_t max = (size_t)s->w->cfg->max_packet_size;
 	if (max < (1u << 30))
 		max = 1u << 30; /* servers may send big rows; trust them more */
+	size_t fwd = 0; /* bytes at the front of in that go to the client as they are */
 	for (;;) {
 		if (s->state == SRV_CLOSING)
 			return;
 		char type;
 		uint32_t len;
-		int rc = pw_peek(in, max, &type, &len);
+		int rc = pw_peek_at(in, fwd, max, &type, &len);
 		if (rc == 0)
 			break;
 		if (rc < 0) {
 			server_close(s, "malformed message from server");
 			return;
+		}
+		if (batch_msg(s, in, fwd, type, len)) {
+			fwd += 5 + (size_t)len;
+			if (type != PW_BE_READY)
+				continue;
+			move_out(s, in, fwd, false);
+			fwd = 0;
+			if (s->q_len == 0)
+				relay_idle(s);
+			continue;
+		}
+		if (fwd > 0) {
+			move_out(s, in, fwd, false);
+			fwd = 0;
 		}
 		if (s->state == SRV_LOGIN || s->state == SRV_CONNECTING) {
 			uint8_t *p = evbuffer_pullup(in, 5 + (ev_ssize_t)len);
@@ -478,15 +564,11 @@ void server_process_input(struct server *s)
 				free(payload);
 			continue;
 		}
-		/* Fast path: a run of plain messages for a forwarding request. */
-		struct srv_req *h = q_head(s);
-		if (plain_forward(type) && s->client && h && !h->drop) {
-			move_out(s, in, 5 + (size_t)len, false);
-			continue;
-		}
 		if (!relay_msg(s, in, type, len))
 			return;
 	}
+	if (fwd > 0)
+		move_out(s, in, fwd, false);
 	struct client *c = s->client;
 	if (c && evbuffer_get_length(client_output(c)) > RELAY_HIGH_WATER)
 		bufferevent_disable(s->bev, EV_READ); /* client_write_cb re-enables */
@@ -504,6 +586,7 @@ static void server_write_cb(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
 	struct server *s = arg;
+	fio_written(&s->fio);
 	if (s->client)
 		client_resume(s->client);
 }

@@ -108,7 +108,7 @@ static bool begin_auth(struct client *c);
 /* Returns true to continue reading, false when closed. */
 static bool handle_startup(struct client *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = client_input(c);
 	while (c->state == CL_STARTUP) {
 		uint8_t hdr[8];
 		if (evbuffer_copyout(in, hdr, 8) < 8)
@@ -259,18 +259,15 @@ static bool auth_scram_step(struct client *c, const uint8_t *p, size_t len)
 	}
 	if (pw_write_auth(client_output(c), PW_AUTH_SASL_FINAL, out, out_len))
 		return false;
-	if (auth_scram_server_client_key(c->scram, c->client_key) == 0 &&
-	    auth_scram_server_server_key(c->scram, c->server_key) == 0)
-		c->has_keys = true;
+	auth_ok(c); /* (takes the pool's SCRAM keys from c->scram) */
 	auth_scram_server_free(c->scram);
 	c->scram = NULL;
-	auth_ok(c);
 	return c->state != CL_CLOSING;
 }
 
 static bool handle_auth(struct client *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = client_input(c);
 	char type;
 	uint32_t len;
 	int rc = pw_peek(in, 8192, &type, &len);
@@ -369,9 +366,11 @@ static void auth_ok(struct client *c)
 		client_error(c, true, "53200", "out of memory", NULL, NULL);
 		return;
 	}
-	if (c->has_keys && !p->has_keys) {
-		memcpy(p->client_key, c->client_key, 32);
-		memcpy(p->server_key, c->server_key, 32);
+	uint8_t ck[32], sk[32];
+	if (c->scram && !p->has_keys && auth_scram_server_client_key(c->scram, ck) == 0 &&
+	    auth_scram_server_server_key(c->scram, sk) == 0) {
+		memcpy(p->client_key, ck, 32);
+		memcpy(p->server_key, sk, 32);
 		p->has_keys = true;
 	}
 	if (p->n_ps > 0) {

@@ -117,7 +117,7 @@ incomplete:
 
 static void drain_unit(struct client *c, const struct unit *u)
 {
-	evbuffer_drain(bufferevent_get_input(c->bev), u->len);
+	evbuffer_drain(client_input(c), u->len);
 }
 
 static void reply_done(struct client *c, const struct unit *u, const char *tag)
@@ -542,7 +542,7 @@ static int forward_prepare(struct client *c, struct server *s, char type, const 
 static void forward_unit(struct client *c, const struct unit *u, const struct analysis *a)
 {
 	struct server *s = c->server;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = client_input(c);
 	struct evbuffer *out = server_output(s);
 	for (int i = 0; a && i < a->n_sets; i++)
 		if (session_note_set(c, a->sets[i].name, a->sets[i].name_len, a->sets[i].value,
@@ -572,7 +572,7 @@ static void forward_unit(struct client *c, const struct unit *u, const struct an
 	c->n_queries++;
 	s->pool->n_queries++;
 	if (evbuffer_get_length(out) > (4u << 20))
-		bufferevent_disable(c->bev, EV_READ); /* server_write_cb resumes */
+		client_read_enable(c, false); /* server_write_cb resumes */
 }
 
 /* Copy-protocol and other single messages while a server is attached. */
@@ -583,7 +583,7 @@ static bool forward_raw(struct client *c, const struct unit *u)
 		drain_unit(c, u);
 		return true;
 	}
-	evbuffer_remove_buffer(bufferevent_get_input(c->bev), server_output(c->server), u->len);
+	evbuffer_remove_buffer(client_input(c), server_output(c->server), u->len);
 	return true;
 }
 
@@ -614,7 +614,7 @@ static bool acquire(struct client *c, int backend)
 		return true;
 	}
 	c->state = CL_WAIT;
-	bufferevent_disable(c->bev, EV_READ);
+	client_read_enable(c, false);
 	return false;
 }
 
@@ -653,7 +653,7 @@ static bool frozen_check(struct client *c, const struct unit *u, const struct an
 		return false;
 	}
 	c->paused_wait = true; /* kick_cb re-runs the unit on a map change or each second */
-	bufferevent_disable(c->bev, EV_READ);
+	client_read_enable(c, false);
 	return false;
 }
 
@@ -691,7 +691,7 @@ static bool write_guard(struct client *c, const struct unit *u, const struct ana
 	/* The lease was just regained with a newer map than this worker routes
 	 * by: wait for it (the watcher kicks every worker after publishing). */
 	c->paused_wait = true;
-	bufferevent_disable(c->bev, EV_READ);
+	client_read_enable(c, false);
 	return false;
 }
 
@@ -761,7 +761,7 @@ static bool place_unit(struct client *c, const struct unit *u, const struct anal
 	if (worker_shard_paused(shard)) {
 		/* PAUSE: the transaction starts after RESUME (kick_cb re-runs it). */
 		c->paused_wait = true;
-		bufferevent_disable(c->bev, EV_READ);
+		client_read_enable(c, false);
 		return false;
 	}
 	/* A range a move cut over has a read LSN: replicas serve its keyed reads
@@ -801,7 +801,7 @@ static bool admin_unit(struct client *c, const struct unit *u, const uint8_t *da
 
 static bool skip_until_sync(struct client *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = client_input(c);
 	char type;
 	uint32_t len;
 	int rc;
@@ -823,7 +823,7 @@ bool unit_step(struct client *c)
 {
 	if (c->skip_to_sync && !skip_until_sync(c))
 		return false;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = client_input(c);
 	struct unit u;
 	int rc = scan_unit(c, in, &u);
 	if (rc <= 0)

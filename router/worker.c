@@ -29,6 +29,7 @@
 #include "router/cancel.h"
 #include "router/client.h"
 #include "router/config.h"
+#include "router/fio.h"
 #include "router/pool.h"
 #include "router/server.h"
 #include "router/topo.h"
@@ -148,7 +149,7 @@ static void reaper_cb(evutil_socket_t fd, short what, void *arg)
 		struct client *c = w->reap_clients;
 		w->reap_clients = c->reap_next;
 		/* Let a FATAL error reach the client before closing. */
-		if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 &&
+		if (client_output_length(c) > 0 &&
 		    sr_mono_ms() - c->last_active_ms < 2000) {
 			c->reap_next = keep;
 			keep = c;
@@ -394,6 +395,13 @@ void worker_client_count(int delta)
 	atomic_fetch_add(&g_n_clients, delta);
 }
 
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	fio_flush_all(arg);
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -442,7 +450,10 @@ int worker_start(struct worker *w, int id, int listen_fd)
 	w->housekeeping = event_new(w->base, -1, EV_PERSIST, housekeeping_cb, w);
 	w->kick = event_new(w->base, -1, 0, kick_cb, w);
 	w->drain_timer = evtimer_new(w->base, drain_timer_cb, w);
+	w->flush = event_new(w->base, -1, 0, flush_cb, w);
+	w->empty_in = evbuffer_new();
 	if (!w->listener || !w->reaper || !w->housekeeping || !w->kick || !w->drain_timer ||
+	    !w->flush || !w->empty_in ||
 	    cancel_init(w))
 		return SR_ENOMEM;
 	struct timeval sec = { 1, 0 };

@@ -13,8 +13,10 @@
 #define SR_ROUTER_CLIENT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
+#include "router/fio.h"
 #include "router/keyextract.h"
 #include "router/server.h"
 
@@ -47,12 +49,15 @@ struct pstmt {
 	struct kx_result kx;    /* cached analysis */
 };
 
+#define CLIENT_RYW_MAX 8
+
 struct client {
 	struct worker *w;
 	struct client *next, *prev;   /* worker's client list */
 	struct client *reap_next;
 	struct client *wait_next;     /* pool wait queue */
 	struct bufferevent *bev;
+	struct fio fio;               /* fast path once logged in (plain sockets) */
 	enum client_state state;
 	uint32_t id;
 	char peer[64];
@@ -64,8 +69,6 @@ struct client {
 	int auth_step;                /* 0 = first message, 1 = SCRAM final */
 	struct auth_scram_server *scram;
 	uint8_t md5_salt[4];
-	bool has_keys;
-	uint8_t client_key[32], server_key[32];
 	uint32_t key_pid, key_secret;
 	uint64_t connected_ms;
 	uint64_t last_active_ms;
@@ -96,10 +99,11 @@ struct client {
 	uint64_t frozen_since_ms;     /* a write has waited on a frozen range since */
 	bool tx_wrote;                /* this transaction ran on a primary */
 	bool ryw_pending;             /* asking the primary for its WAL position */
-	struct {
+	struct client_ryw {
 		int32_t shard;
 		int64_t lsn;
-	} ryw[8];                     /* read_your_writes: last write LSN per shard */
+	} *ryw;                       /* read_your_writes: last write LSN per shard
+				       * (CLIENT_RYW_MAX, allocated at the first write) */
 	int n_ryw;
 	bool unit_routed;             /* the current extended batch already routed */
 	bool admin_pending;
@@ -157,7 +161,16 @@ void client_resume_paused(struct client *c);
 /* Resume reading after backpressure or a wait. */
 void client_resume(struct client *c);
 
+/* c's connection buffers (whether c runs on its bufferevent or on fio's
+ * bare mode): the output (writing to it schedules the flush), the input
+ * (drain only), the bytes not yet written, reading on/off. */
 struct evbuffer *client_output(struct client *c);
+struct evbuffer *client_input(struct client *c);
+size_t client_output_length(struct client *c);
+void client_read_enable(struct client *c, bool on);
+/* After login: a plain connection switches to fio's bare mode (c->bev is
+ * freed; an idle client then holds no buffers). */
+void client_go_bare(struct client *c);
 
 /* (Re)install c's callbacks, watermarks and read/write on c->bev. */
 void client_setup_bev(struct client *c);

@@ -141,6 +141,9 @@ int pw_write_data_row(struct evbuffer *out, const char *const *values, size_t n)
  * exceeds max_len (the caller must answer with an error and close).
  */
 int pw_peek(struct evbuffer *buf, size_t max_len, char *type, uint32_t *len) SR_MUST_CHECK;
+/* The same for the message that starts `off` bytes into buf. */
+int pw_peek_at(struct evbuffer *buf, size_t off, size_t max_len, char *type,
+	       uint32_t *len) SR_MUST_CHECK;
 
 /* Extract fields of an ErrorResponse/NoticeResponse payload. */
 void pw_error_fields(const uint8_t *p, size_t len, char sqlstate[6], const char **message,

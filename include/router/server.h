@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "router/fio.h"
 
 struct worker;
 struct pool;
@@ -71,6 +72,7 @@ struct server {
 	struct worker *w;
 	struct pool *pool;
 	struct bufferevent *bev;
+	struct fio fio;            /* fast path once logged in */
 	enum server_state state;
 	struct server *next;       /* idle list / reap list */
 	struct server *all_prev, *all_next; /* worker's list of all servers */

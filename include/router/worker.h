@@ -27,6 +27,7 @@ struct client;
 struct server;
 struct pool;
 struct auth_userlist;
+struct fio;
 
 /* Why a unit was refused at routing time (metrics label "reason"). */
 enum route_err_kind {
@@ -74,6 +75,11 @@ struct worker {
 	struct event *reaper;
 	struct event *housekeeping; /* 1 s timer: timeouts, idle recycling */
 	struct event *kick;         /* RESUME: re-run paused clients (any thread may activate) */
+	struct event *flush;        /* fio: write queued output at the end of the iteration */
+	struct fio *flush_head;     /* fio: connections with output to write */
+	struct evbuffer *empty_in;  /* fio: the input of bare connections holding none */
+	struct evbuffer *buf_pool[64]; /* fio: empty buffers to lend to bare connections */
+	int n_buf_pool;
 
 	unsigned gen;               /* of cfg/users below */
 	struct config *cfg;
