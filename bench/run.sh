@@ -16,7 +16,7 @@
 #
 # Environment: BUILD (build dir, default build/release), BENCH_SECONDS (per pgbench run,
 # default 15), BENCH_ROUNDS (default 3), BENCH_POOL (default 20), BENCH_ROWS (100000),
-# BENCH_IDLE_CLIENTS (2000; 0 skips), BENCH_KX_ITERS (50000), BENCH_WORKLOADS
+# BENCH_IDLE_CLIENTS (10000; 0 skips), BENCH_KX_ITERS (50000), BENCH_WORKLOADS
 # (space-separated SCRIPT-MODE-CLIENTS, e.g. "select-simple-8 write-simple-8", or
 # "full" for all modes at 8, 64 and 256 clients), BENCH_WORKERS (1 or 2: skip the
 # trial), BENCH_LOG_SAMPLING (pgbench --sampling-rate for latency logs, default 1),
@@ -36,7 +36,7 @@ SECS=${BENCH_SECONDS:-15}
 ROUNDS=${BENCH_ROUNDS:-3}
 POOL=${BENCH_POOL:-20}
 ROWS=${BENCH_ROWS:-100000}
-IDLE_N=${BENCH_IDLE_CLIENTS:-2000}
+IDLE_N=${BENCH_IDLE_CLIENTS:-10000}
 KX_ITERS=${BENCH_KX_ITERS:-50000}
 SAMPLING=${BENCH_LOG_SAMPLING:-1}
 DEFAULT_WORKLOADS="select-simple-8 select-simple-64 select-simple-256 select-extended-8

@@ -340,7 +340,8 @@ void client_note_write_lsn(struct client *c, int32_t shard, int64_t lsn)
  * the write position, because with synchronous_commit = off the commit
  * record may not be written yet when the commit returns; later reads on
  * that shard only use replicas that have replayed it. One extra round trip
- * per write transaction, on the same connection. True when the question
+ * per write transaction, on the same connection (none on a shard without
+ * replicas). True when the question
  * was sent (the server stays attached until it is answered). */
 static bool ask_write_lsn(struct client *c)
 {
@@ -349,6 +350,11 @@ static bool ask_write_lsn(struct client *c)
 	    s->pool->role != ROLE_PRIMARY || c->tx_error)
 		return false;
 	c->tx_wrote = false;
+	/* A shard without replicas serves every read from its primary: no
+	 * replica can be behind, so no question (and no round trip). */
+	const struct topo_shard *ts = topo_shard(c->w->topo, s->pool->shard_id);
+	if (!ts || ts->n_replicas == 0)
+		return false;
 	if (pw_write_query(server_output(s),
 			   "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint") ||
 	    server_push_req(s, REQ_QUERY, true)) {
