@@ -52,18 +52,15 @@ static void fio_read_cb(evutil_socket_t fd, short what, void *arg)
 			     bev->cbarg);
 }
 
+static void queue_flush(struct fio *f);
+
 static void fio_out_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
 {
 	(void)b;
 	struct fio *f = arg;
 	if (info->n_added == 0 || f->queued || f->backlog || !f->direct)
 		return;
-	struct worker *w = f->w;
-	f->queued = true;
-	f->flush_next = w->flush_head;
-	if (!w->flush_head)
-		event_active(w->flush, EV_TIMEOUT, 0);
-	w->flush_head = f;
+	queue_flush(f);
 }
 
 bool fio_direct_begin(struct fio *f, struct worker *w, struct bufferevent *bev)
