@@ -926,11 +926,13 @@ static int move_fail(struct move *mv)
 	if (!mv->id)
 		return ctl_fail("%s", err);
 	say(mv, "failed at step %s: %s; rolling back", steps[mv->step], err);
-	if (rollback(mv, "failed", err) != 0)
+	if (rollback(mv, "failed", err) != 0) {
+		move_sentinel_abandon(); /* it keeps trying to unfreeze */
 		return ctl_fail("move %lld failed at step %s: %s; the rollback failed too: %s; rerun "
 				"`shardctl move %016" PRIx64 " --to %d` to resume, or add --abort "
 				"to roll back",
 				mv->id, steps[mv->step], err, mv->em.text, mv->r.lo, mv->r.to);
+	}
 	print_result(mv, "rolled back");
 	return ctl_fail("move %lld failed at step %s and was rolled back: %s", mv->id,
 			steps[mv->step], err);
@@ -945,9 +947,11 @@ static int move_abort(struct move *mv)
 		print_result(mv, "done");
 		return CTL_EXIT_OK;
 	}
-	if (rollback(mv, "rolled_back", "aborted with --abort") != 0)
+	if (rollback(mv, "rolled_back", "aborted with --abort") != 0) {
+		move_sentinel_abandon();
 		return ctl_fail("move %lld: the rollback failed: %s; rerun with --abort", mv->id,
 				mv->em.text);
+	}
 	print_result(mv, "rolled back");
 	return CTL_EXIT_OK;
 }

@@ -146,6 +146,9 @@ int move_sentinel_start(const char *catalog, uint64_t lo, uint64_t hi, int32_t f
 			const int *fds, size_t n_fds) SR_MUST_CHECK;
 /* Stand the sentinel down and reap it (no-op without one). */
 void move_sentinel_release(void);
+/* Leave without standing it down: it unfreezes the range if it is still
+ * frozen by this move (used when our own rollback could not). */
+void move_sentinel_abandon(void);
 
 /* ---- move_apply.c ------------------------------------------------------- */
 

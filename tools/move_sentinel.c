@@ -128,3 +128,12 @@ void move_sentinel_release(void)
 	sentinel_pid = -1;
 	sentinel_fd = -1;
 }
+
+void move_sentinel_abandon(void)
+{
+	if (sentinel_pid <= 0)
+		return;
+	close(sentinel_fd); /* EOF without the byte: the sentinel checks and unfreezes */
+	sentinel_pid = -1;
+	sentinel_fd = -1;
+}
