@@ -200,6 +200,9 @@ static void quote_ident(const char *name, char *out, size_t out_len)
 
 int session_sync_sql(struct client *c, struct server *s, char **sql)
 {
+	*sql = NULL;
+	if (c->n_sparams == 0 && s->n_params == 0)
+		return 0; /* the common case: nothing to replay, no allocation */
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
 	int rc = append(&buf, &len, &cap, "");

@@ -42,7 +42,8 @@ void session_commit_pending(struct client *c);
 void session_drop_pending(struct client *c);
 
 /* Build the SQL that makes server s carry c's session parameters ("" when
- * nothing differs) and record the new values on s. *sql is malloc'd. */
+ * nothing differs; NULL when neither side has any) and record the new
+ * values on s. *sql is malloc'd or NULL. */
 int session_sync_sql(struct client *c, struct server *s, char **sql) SR_MUST_CHECK;
 
 /* Prepared statements of a client. */
