@@ -339,6 +339,48 @@ static void relay_idle(struct server *s)
 	}
 }
 
+/* The request FIFO after a response that completes a request of kind
+ * REQ_PARSE/BIND/CLOSE (ParseComplete, ...), a Describe (RowDescription,
+ * NoData) or an Execute (CommandComplete, EmptyQueryResponse,
+ * PortalSuspended). Shared by the fast and the slow relay path. */
+static void note_reply(struct server *s, const struct srv_req *h, char type)
+{
+	switch (type) {
+	case PW_BE_PARSE_COMPLETE:
+	case PW_BE_BIND_COMPLETE:
+	case PW_BE_CLOSE_COMPLETE:
+	case PW_BE_NO_DATA:
+		q_pop(s);
+		return;
+	case PW_BE_ROW_DESC:
+		if (h && h->kind == REQ_DESCRIBE)
+			q_pop(s);
+		return;
+	case PW_BE_COMMAND_COMPLETE:
+	case PW_BE_EMPTY_QUERY:
+	case PW_BE_PORTAL_SUSPENDED:
+		if (h && h->kind == REQ_EXECUTE)
+			q_pop(s);
+		return;
+	default:
+		return;
+	}
+}
+
+/* ReadyForQuery with status st ends the request at the head: latency,
+ * FIFO, and the drained-epoch check a move's freeze waits for. */
+static void note_ready(struct server *s, const struct srv_req *h, char st)
+{
+	s->txstatus = st;
+	if (h && h->start_us && s->live) {
+		uint64_t now = sr_mono_us();
+		topo_count_latency(s->live, now > h->start_us ? now - h->start_us : 0);
+	}
+	q_pop(s);
+	if (s->w->drain_pending)
+		worker_check_drained(s->w);
+}
+
 /* Handle one complete response message; returns false if s was closed. */
 static bool relay_msg(struct server *s, struct evbuffer *in, char type, uint32_t len)
 {
@@ -349,14 +391,7 @@ static bool relay_msg(struct server *s, struct evbuffer *in, char type, uint32_t
 	case PW_BE_READY: {
 		uint8_t hdr[6];
 		evbuffer_copyout(in, hdr, 6);
-		s->txstatus = (char)hdr[5];
-		if (h && h->start_us && s->live) {
-			uint64_t now = sr_mono_us();
-			topo_count_latency(s->live, now > h->start_us ? now - h->start_us : 0);
-		}
-		q_pop(s);
-		if (s->w->drain_pending)
-			worker_check_drained(s->w);
+		note_ready(s, h, (char)hdr[5]);
 		if (!drop && s->client && client_visible_status(s->client, s->txstatus) != s->txstatus) {
 			evbuffer_drain(in, total);
 			if (pw_write_ready(client_output(s->client),
@@ -391,12 +426,8 @@ static bool relay_msg(struct server *s, struct evbuffer *in, char type, uint32_t
 	case PW_BE_BIND_COMPLETE:
 	case PW_BE_CLOSE_COMPLETE:
 	case PW_BE_NO_DATA:
-		q_pop(s);
-		move_out(s, in, total, drop);
-		return true;
 	case PW_BE_ROW_DESC:
-		if (h && h->kind == REQ_DESCRIBE)
-			q_pop(s);
+		note_reply(s, h, type);
 		move_out(s, in, total, drop);
 		return true;
 	case PW_BE_COMMAND_COMPLETE:
@@ -404,14 +435,12 @@ static bool relay_msg(struct server *s, struct evbuffer *in, char type, uint32_t
 			uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)total);
 			client_saw_command(s->client, (const char *)p + 5, len ? len - 1 : 0);
 		}
-		if (h && h->kind == REQ_EXECUTE)
-			q_pop(s);
+		note_reply(s, h, type);
 		move_out(s, in, total, drop);
 		return true;
 	case PW_BE_EMPTY_QUERY:
 	case PW_BE_PORTAL_SUSPENDED:
-		if (h && h->kind == REQ_EXECUTE)
-			q_pop(s);
+		note_reply(s, h, type);
 		move_out(s, in, total, drop);
 		return true;
 	case PW_BE_NOTIFICATION:
@@ -470,14 +499,13 @@ static bool batch_msg(struct server *s, struct evbuffer *in, size_t off, char ty
 	case PW_BE_PARAM_STATUS:
 		return true;
 	case PW_BE_ROW_DESC:
-		if (h->kind == REQ_DESCRIBE)
-			q_pop(s);
-		return true;
 	case PW_BE_PARSE_COMPLETE:
 	case PW_BE_BIND_COMPLETE:
 	case PW_BE_CLOSE_COMPLETE:
 	case PW_BE_NO_DATA:
-		q_pop(s);
+	case PW_BE_EMPTY_QUERY:
+	case PW_BE_PORTAL_SUSPENDED:
+		note_reply(s, h, type);
 		return true;
 	case PW_BE_COMMAND_COMPLETE:
 		if (len < 64) {
@@ -485,13 +513,7 @@ static bool batch_msg(struct server *s, struct evbuffer *in, size_t off, char ty
 			copy_at(in, off + 5, tag, len);
 			client_saw_command(s->client, tag, len ? len - 1 : 0);
 		}
-		if (h->kind == REQ_EXECUTE)
-			q_pop(s);
-		return true;
-	case PW_BE_EMPTY_QUERY:
-	case PW_BE_PORTAL_SUSPENDED:
-		if (h->kind == REQ_EXECUTE)
-			q_pop(s);
+		note_reply(s, h, type);
 		return true;
 	case PW_BE_READY: {
 		uint8_t st = 0;
@@ -500,14 +522,7 @@ static bool batch_msg(struct server *s, struct evbuffer *in, size_t off, char ty
 		copy_at(in, off + 5, &st, 1);
 		if (client_visible_status(s->client, (char)st) != (char)st)
 			return false;
-		s->txstatus = (char)st;
-		if (h->start_us && s->live) {
-			uint64_t now = sr_mono_us();
-			topo_count_latency(s->live, now > h->start_us ? now - h->start_us : 0);
-		}
-		q_pop(s);
-		if (s->w->drain_pending)
-			worker_check_drained(s->w);
+		note_ready(s, h, (char)st);
 		return true;
 	}
 	default:
